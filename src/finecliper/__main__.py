@@ -1,0 +1,5 @@
+import sys
+
+from finecliper.cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""Run configuration: typed sections, YAML presets and ``key=value`` overrides.
+
+A run is configured by a preset (``configs/dfew.yaml``, or just ``dfew``) plus overrides such as
+``data.fold=2 model.variant=full``. Every value is validated against the typed sections; an unknown
+key, a wrong type or an impossible value raises :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from finecliper.config_base import Section
+from finecliper.data.config import DataConfig
+from finecliper.errors import ConfigError
+from finecliper.io import write_text
+from finecliper.model.config import ModelConfig
+from finecliper.train.config import TrainConfig
+
+PRESET_DIR = Path(__file__).parent / "configs"
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class Config(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Config:
+        if self.data.dataset == "ferv39k" and self.data.fold not in (None, 1):
+            raise ValueError("data.fold: FERV39k has one fixed split; use data.fold=null")
+        if self.model.objective == "zero_shot" and self.model.variant not in ("high", "full"):
+            raise ValueError("model.objective: zero_shot needs the description branch (high/full)")
+        return self
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """Resolve ``dfew`` or ``configs/dfew.yaml`` to an existing preset file."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = PRESET_DIR / f"{path.stem}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    raise ConfigError(f"config {name_or_path!s}: no such file or preset (presets: {known})")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML, also accepting numbers such as ``1e-3``."""
+    if _NUMBER.match(text.strip()):
+        number = float(text)
+        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else number
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse value {text!r}: {exc}") from exc
+
+
+def apply_override(tree: dict[str, Any], override: str) -> None:
+    """Set ``section.key=value`` in a nested dict, refusing paths that are not sections."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key=value, e.g. data.fold=2")
+    key, value = override.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {override!r}: key must be section.name, e.g. train.lr")
+    section, name = parts
+    if section not in Config.model_fields:
+        sections = ", ".join(Config.model_fields)
+        raise ConfigError(f"unknown config section {section!r} in {key!r} (sections: {sections})")
+    node = tree.setdefault(section, {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"config section {section!r} must be a mapping")
+    node[name] = parse_value(value)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "config"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key}: {error['msg']}{shown}"
+
+
+def build_config(tree: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a preset (or the defaults), apply ``key=value`` overrides, validate."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if preset is not None:
+        path = preset_path(preset)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        tree = loaded or {}
+    for override in overrides or []:
+        apply_override(tree, override)
+    return build_config(tree, source)
+
+
+def config_to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(config: Config, out_dir: str | Path) -> Path:
+    """Write the resolved config next to a run's outputs (atomically)."""
+    path = Path(out_dir) / "config.yaml"
+    write_text(path, config_to_yaml(config))
+    return path

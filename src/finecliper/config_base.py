@@ -1,0 +1,9 @@
+"""The base class every config section derives from: unknown keys and wrong types are errors."""
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A typed, strict config section (no coercion of "3" to 3, no unknown keys)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)

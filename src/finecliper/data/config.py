@@ -1,0 +1,30 @@
+"""Data section of the run configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from finecliper.config_base import Section
+
+DatasetName = Literal["dfew", "ferv39k", "mafw", "custom", "synth"]
+
+
+class DataConfig(Section):
+    dataset: DatasetName = "synth"
+    root: str | None = Field(None, description="dataset root (for custom: the manifest CSV)")
+    fold: int | None = Field(1, ge=1, le=5, description="test fold; None for fixed splits")
+    dfew_frames: Literal["clip_224x224", "clip_224x224_16f"] = Field(
+        "clip_224x224", description="DFEW frame folder: original length or resampled to 16"
+    )
+    mafw_source: Literal["frames", "video"] = "frames"
+    mafw_captions: bool = False
+    num_frames: int = Field(16, ge=1, le=256)
+    image_size: int = Field(224, ge=16, le=1024)
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="validation carved from train")
+    crop_scale_min: float = Field(0.8, gt=0.0, le=1.0)
+    hflip_prob: float = Field(0.5, ge=0.0, le=1.0)
+    faces_cache: str | None = Field(None, description="output of `finecliper prepare faces`")
+    descriptions: str | None = Field(None, description="refined descriptions JSONL")
+    num_workers: int = Field(2, ge=0, le=64)

@@ -1,3 +1,3 @@
-"""FineCLIPER: multi-modal fine-grained CLIP with adapters for dynamic facial expression recognition."""
+"""FineCLIPER: fine-grained multi-modal CLIP with adapters for dynamic facial expressions."""
 
 __version__ = "0.1.0"

@@ -24,12 +24,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("dataset", choices=DATASETS)
     check.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
     check.add_argument("--fold", type=int, default=None, help="only this fold (default: all)")
-    check.add_argument("--dfew-frames", choices=("clip_224x224", "clip_224x224_16f"),
-                       default="clip_224x224", help="DFEW frame folder to read")
-    check.add_argument("--mafw-source", choices=("frames", "video"), default="frames",
-                       help="MAFW aligned frame folders or mp4 clips")
-    check.add_argument("--mafw-captions", action="store_true",
-                       help="read MAFW's single/with_caption lists (GBK captions)")
+    check.add_argument(
+        "--dfew-frames",
+        choices=("clip_224x224", "clip_224x224_16f"),
+        default="clip_224x224",
+        help="DFEW frame folder to read",
+    )
+    check.add_argument(
+        "--mafw-source",
+        choices=("frames", "video"),
+        default="frames",
+        help="MAFW aligned frame folders or mp4 clips",
+    )
+    check.add_argument(
+        "--mafw-captions",
+        action="store_true",
+        help="read MAFW's single/with_caption lists (GBK captions)",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=_run_check)
 
@@ -71,15 +82,27 @@ def _run_synth(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     result = generate_synth(
-        args.out, clips=args.clips, seed=args.seed, size=args.size, frames=args.frames,
-        workers=args.workers, progress=not args.json,
+        args.out,
+        clips=args.clips,
+        seed=args.seed,
+        size=args.size,
+        frames=args.frames,
+        workers=args.workers,
+        progress=not args.json,
     )
     seconds = time.perf_counter() - start
-    summary = {"out": str(args.out), "clips": result.clips, "frames": result.frames,
-               "size": args.size, "seconds": round(seconds, 2)}
+    summary = {
+        "out": str(args.out),
+        "clips": result.clips,
+        "frames": result.frames,
+        "size": args.size,
+        "seconds": round(seconds, 2),
+    }
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"SynthDFER: {result.clips} clips x {result.frames} frames at {args.size}px "
-              f"in {seconds:.1f} s -> {args.out}")
+        print(
+            f"SynthDFER: {result.clips} clips x {result.frames} frames at {args.size}px "
+            f"in {seconds:.1f} s -> {args.out}"
+        )
     return 0

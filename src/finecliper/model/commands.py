@@ -18,8 +18,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "count its tunable and frozen parameters in total and per component.",
     )
     summary.add_argument("--variant", choices=VARIANTS, default="full")
-    summary.add_argument("--backbone", default="openai/clip-vit-base-patch16",
-                         help="backbone name: a known CLIP architecture or a config directory")
+    summary.add_argument(
+        "--backbone",
+        default="openai/clip-vit-base-patch16",
+        help="backbone name: a known CLIP architecture or a config directory",
+    )
     summary.add_argument("--json", action="store_true", help="print one JSON object")
     summary.set_defaults(handler=_run_summary)
 

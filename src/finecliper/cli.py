@@ -16,6 +16,7 @@ from finecliper.errors import FineCLIPERError
 COMMAND_MODULES = (
     "finecliper.data.commands",
     "finecliper.model.commands",
+    "finecliper.demo",
 )
 
 

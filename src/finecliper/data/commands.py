@@ -24,22 +24,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     check.add_argument("dataset", choices=DATASETS)
     check.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
     check.add_argument("--fold", type=int, default=None, help="only this fold (default: all)")
+    # None = not given: the reader's default applies, and another dataset's option is an error.
     check.add_argument(
         "--dfew-frames",
         choices=("clip_224x224", "clip_224x224_16f"),
-        default="clip_224x224",
-        help="DFEW frame folder to read",
+        default=None,
+        help="DFEW frame folder to read (default clip_224x224: original length)",
     )
     check.add_argument(
         "--mafw-source",
         choices=("frames", "video"),
-        default="frames",
-        help="MAFW aligned frame folders or mp4 clips",
+        default=None,
+        help="MAFW aligned frame folders or mp4 clips (default frames)",
     )
     check.add_argument(
         "--mafw-captions",
         action="store_true",
         help="read MAFW's single/with_caption lists (GBK captions)",
+    )
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="decode every frame (default: each file non-empty, first and last frame decoded)",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(handler=_run_check)
@@ -71,6 +77,7 @@ def _run_check(args: argparse.Namespace) -> int:
         dfew_frames=args.dfew_frames,
         mafw_source=args.mafw_source,
         mafw_captions=args.mafw_captions,
+        deep=args.deep,
     )
     summary = summarize(index)
     print(json.dumps(summary) if args.json else format_report(summary))

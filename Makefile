@@ -13,7 +13,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints/cpu.txt -e '.[faces,test]'
+	$(PY) -m pip install -q --no-deps -c constraints/cpu.txt mediapipe
 	touch $(STAMP)
 
 demo: $(STAMP)

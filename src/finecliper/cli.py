@@ -15,6 +15,7 @@ from finecliper.errors import FineCLIPERError
 
 COMMAND_MODULES = (
     "finecliper.data.commands",
+    "finecliper.face.commands",
     "finecliper.model.commands",
     "finecliper.demo",
 )

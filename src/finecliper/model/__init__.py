@@ -1,0 +1,8 @@
+"""The FineCLIPER model library (method.md sections 2 and 4).
+
+Modules: ``network`` (FineCLIPER, its inputs/outputs, losses, ``build_model``), ``backbone``
+(frozen CLIP: loading and the adapter-aware forward), ``adapters``, ``temporal``, ``heads``
+(PN logits, modality weighting, InfoNCE), ``tokenizer``, ``convert`` (OpenAI / open_clip
+checkpoints), ``architectures`` (built-in CLIP configs), ``summary`` (parameter counts) and
+``config`` (the ``model`` config section). Nothing is imported here, so the CLI stays fast.
+"""

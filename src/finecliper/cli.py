@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "finecliper.data.commands",
     "finecliper.face.commands",
     "finecliper.model.commands",
+    "finecliper.text.commands",
+    "finecliper.train.commands",
     "finecliper.demo",
 )
 

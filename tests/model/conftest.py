@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import string
-
 import pytest
 import torch
 from transformers import CLIPModel, CLIPTokenizer
 
-from finecliper.model.architectures import Architecture
 from finecliper.model.config import ModelConfig
 from finecliper.model.network import FineCLIPER, ModelInputs
+from finecliper.model.tiny import TINY_CONTEXT, tiny_architecture, tiny_bpe_tokenizer
 from finecliper.model.tokenizer import TextTokenizer
 
 CLASS_NAMES = ["happiness", "sadness", "neutral"]
-TINY_CONTEXT = 40
-
-
-def tiny_bpe_tokenizer() -> CLIPTokenizer:
-    """A real CLIP BPE tokenizer over letters and '.', ',' with OpenAI's special-token layout.
-
-    Built from in-memory vocab/merges (``vocab_file=`` is silently empty in transformers v5).
-    """
-    pieces = list(string.ascii_lowercase) + [c + "</w>" for c in string.ascii_lowercase]
-    pieces += [".", ".</w>", ",</w>", "no</w>", "th", "the</w>"]
-    vocab = {piece: i for i, piece in enumerate(pieces)}
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    merges = [("n", "o</w>"), ("t", "h"), ("th", "e</w>")]
-    return CLIPTokenizer(vocab=vocab, merges=merges)
-
-
-def tiny_architecture(vocab_size: int) -> Architecture:
-    return Architecture(
-        vision_width=32,
-        vision_layers=2,
-        patch_size=8,
-        image_size=32,
-        text_width=32,
-        text_layers=2,
-        embed_dim=16,
-        vocab_size=vocab_size,
-        context_length=TINY_CONTEXT,
-        head_width=16,
-    )
 
 
 @pytest.fixture

@@ -159,3 +159,20 @@ def remap_probabilities(scores: Any, mapping: Sequence[int]) -> Any:
     for source_index, target_index in enumerate(mapping):
         inverse[target_index] = source_index
     return scores[..., inverse]
+
+
+# Nouns for the label prompts ("A person with an expression of {label}."); other names are
+# used lower-cased as they are.
+PROMPT_NAMES = {
+    "happy": "happiness",
+    "sad": "sadness",
+    "angry": "anger",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "fearful": "fear",
+}
+
+
+def prompt_names(classes: Sequence[str]) -> list[str]:
+    """The label text each class puts into the PN templates."""
+    return [PROMPT_NAMES.get(name.lower(), name.lower()) for name in classes]

@@ -30,6 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import CLIPConfig, CLIPModel
 
+from finecliper.assets_paths import resolve_backbone
 from finecliper.errors import FineCLIPERError
 from finecliper.model.adapters import Adapter, AdapterSet, BlockAdapters
 from finecliper.model.architectures import architecture_config, known_architecture
@@ -85,6 +86,7 @@ def _refuse_missing_file(source: str) -> None:
 
 def load_clip(source: str, activation: str = "quick_gelu") -> CLIPModel:
     """A float32 ``CLIPModel`` with pretrained weights from a directory, checkpoint or hub id."""
+    source = resolve_backbone(source)
     path = Path(source).expanduser()
     if path.is_file():
         return clip_from_openai_checkpoint(path, activation)

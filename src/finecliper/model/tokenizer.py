@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTokenizer, PreTrainedTokenizerBase
 
+from finecliper.assets_paths import resolve_backbone
 from finecliper.errors import FineCLIPERError
 from finecliper.model.architectures import known_architecture
 
@@ -89,7 +90,7 @@ def tokenizer_source(backbone: str, tokenizer: str | None = None) -> str:
     """Where the tokenizer of a backbone lives unless ``model.tokenizer`` says otherwise."""
     if tokenizer:
         return tokenizer
-    path = Path(backbone).expanduser()
+    path = Path(resolve_backbone(backbone)).expanduser()
     if path.is_dir():
         return str(path)
     if path.is_file():

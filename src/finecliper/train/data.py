@@ -1,0 +1,117 @@
+"""From a run config to datasets: the fold's splits, a seeded validation carve-out, inputs.
+
+The validation split is carved from the training fold, stratified by label and seeded, so model
+selection never looks at the test split (method.md 3). Clips the reader found unusable (no
+frames on disk) are left out of training and listed; in evaluation they are reported as skipped
+by id, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finecliper.config import Config
+from finecliper.data.classes import prompt_names
+from finecliper.data.readers import read_dataset
+from finecliper.data.records import ClipRecord, DatasetIndex
+from finecliper.data.transforms import ClipTransform
+from finecliper.errors import ConfigError
+from finecliper.text.descriptions import load_descriptions
+from finecliper.train.dataset import (
+    ClipDataset,
+    MiddleLocator,
+    cache_middle_locator,
+    synth_middle_locator,
+)
+
+
+@dataclass
+class RunData:
+    index: DatasetIndex
+    train: list[ClipRecord]
+    val: list[ClipRecord]
+    test: list[ClipRecord]
+    unusable: list[str] = field(default_factory=list)  # clip ids with no frames on disk
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.index.classes
+
+    @property
+    def prompts(self) -> list[str]:
+        return prompt_names(self.index.classes)
+
+
+def read_run_data(config: Config) -> RunData:
+    data = config.data
+    if data.root is None:
+        raise ConfigError("data.root: not set (the dataset folder, or the manifest CSV)")
+    index = read_dataset(data.dataset, Path(data.root), fold=data.fold, **_reader_options(config))
+    train = index.records("train", data.fold)
+    test = index.records("test", data.fold)
+    usable = [r for r in train if r.num_frames]
+    unusable = [r.clip_id for r in train if not r.num_frames]
+    train, val = carve_validation(usable, data.val_fraction, config.train.seed)
+    return RunData(index, train, val, test, unusable)
+
+
+def _reader_options(config: Config) -> dict:
+    data = config.data
+    if data.dataset == "dfew":
+        return {"dfew_frames": data.dfew_frames}
+    if data.dataset == "mafw":
+        return {"mafw_source": data.mafw_source, "mafw_captions": data.mafw_captions}
+    return {}
+
+
+def carve_validation(
+    records: list[ClipRecord], fraction: float, seed: int
+) -> tuple[list[ClipRecord], list[ClipRecord]]:
+    """Split off ``fraction`` of each class (at least one clip of classes with >= 2)."""
+    if fraction <= 0:
+        return list(records), []
+    rng = random.Random(seed)
+    by_label: dict[int, list[ClipRecord]] = {}
+    for record in records:
+        by_label.setdefault(record.label, []).append(record)
+    val_ids: set[str] = set()
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda r: r.clip_id)
+        rng.shuffle(group)
+        take = max(1, round(len(group) * fraction)) if len(group) >= 2 else 0
+        val_ids.update(r.clip_id for r in group[:take])
+    train = [r for r in records if r.clip_id not in val_ids]
+    val = [r for r in records if r.clip_id in val_ids]
+    return train, val
+
+
+def middle_locator(config: Config) -> MiddleLocator | None:
+    if config.data.faces_cache:
+        return cache_middle_locator(Path(config.data.faces_cache))
+    if config.data.dataset == "synth":
+        return synth_middle_locator
+    return None
+
+
+def descriptions_for(config: Config, split: str) -> dict[str, str]:
+    """Descriptions by clip id for ``split`` (train prefers label-shown ones, test never)."""
+    path = config.data.descriptions
+    if path is None and config.data.dataset == "synth" and config.data.root:
+        default = Path(config.data.root) / "descriptions.jsonl"
+        path = str(default) if default.is_file() else None
+    return load_descriptions(path, split=split) if path else {}
+
+
+def make_dataset(config: Config, records: list[ClipRecord], *, train: bool) -> ClipDataset:
+    split = "train" if train else "test"
+    return ClipDataset(
+        records,
+        transform=ClipTransform.from_config(config.data, train=train),
+        num_frames=config.data.num_frames,
+        train=train,
+        middle=middle_locator(config),
+        descriptions=descriptions_for(config, split),
+        seed=config.train.seed,
+    )

@@ -1,0 +1,174 @@
+"""Clips as training and evaluation samples: sampled frames, middle-level data, description.
+
+A worker reads the 16 sampled frames of a clip, the matching rows of its landmarks and parsing
+maps, and applies the joint spatial transform on uint8 data (cheap, per clip). Rendering the
+parsing and landmark images and the CLIP normalisation run later on whole batches, on the
+training device (:func:`finecliper.train.batch.to_model_inputs`), so the workers ship compact
+tensors and the GPU does the per-pixel work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from finecliper.data.records import ClipRecord
+from finecliper.data.sampling import segment_indices
+from finecliper.data.transforms import ClipSample, ClipTransform
+from finecliper.data.video import frames_to_tensor, read_frames
+from finecliper.errors import FineCLIPERError
+from finecliper.face.schema import NUM_LANDMARKS
+
+MiddleLocator = Callable[[ClipRecord], Path | None]
+
+
+@dataclass
+class ClipBatch:
+    """A collated batch. Middle-level tensors are zeros where ``has_middle`` is False."""
+
+    index: torch.Tensor  # (B,) position of each clip in its dataset
+    labels: torch.Tensor  # (B,)
+    frames: torch.Tensor  # (B, T, 3, S, S) uint8
+    parsing: torch.Tensor  # (B, T, S, S) uint8
+    landmarks: torch.Tensor  # (B, T, 68, 2) float32, NaN = no point
+    has_middle: torch.Tensor  # (B,) bool
+    descriptions: list[str | None]
+    failed: list[tuple[int, str]]  # (dataset index, error) of clips that could not be read
+
+    def pin_memory(self) -> ClipBatch:
+        for name in ("frames", "parsing", "landmarks"):
+            setattr(self, name, getattr(self, name).pin_memory())
+        return self
+
+
+def synth_middle_locator(record: ClipRecord) -> Path | None:
+    """SynthDFER keeps landmarks and parsing next to the clip's ``frames`` folder."""
+    folder = record.path.parent
+    return folder if (folder / "landmarks.npy").is_file() else None
+
+
+def cache_middle_locator(cache: Path) -> MiddleLocator:
+    """Clips prepared by ``finecliper prepare faces``: ``CACHE/clips/<clip_id>/``."""
+
+    def locate(record: ClipRecord) -> Path | None:
+        folder = cache / "clips" / record.clip_id
+        return folder if (folder / "landmarks.npy").is_file() else None
+
+    return locate
+
+
+class ClipDataset(Dataset):
+    """Samples ``num_frames`` frames per clip (TSN) and the matching middle-level rows.
+
+    ``seed`` and the epoch (``set_epoch``) fix every random draw of a sample, so a run resumed
+    from an epoch boundary sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        *,
+        transform: ClipTransform,
+        num_frames: int = 16,
+        train: bool,
+        middle: MiddleLocator | None = None,
+        descriptions: dict[str, str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+        self.num_frames = num_frames
+        self.train = train
+        self.middle = middle
+        self.descriptions = descriptions or {}
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        try:
+            return self._load(index)
+        except FineCLIPERError as exc:  # a broken clip is recorded by the loop, not fatal
+            return {"index": index, "error": str(exc)}
+
+    def _load(self, index: int) -> dict:
+        record = self.records[index]
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
+        total = record.num_frames or _count(record)
+        chosen = segment_indices(total, self.num_frames, train=self.train, generator=generator)
+        frames = frames_to_tensor(read_frames(record.path, chosen))
+        parsing, landmarks = self._middle(record, chosen, frames.shape[-2:])
+        sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
+        return {
+            "index": index,
+            "label": record.label,
+            "frames": sample.frames,
+            "parsing": sample.parsing,
+            "landmarks": sample.landmarks,
+            "description": self.descriptions.get(record.clip_id),
+        }
+
+    def _middle(
+        self, record: ClipRecord, chosen: list[int], size: torch.Size
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        folder = self.middle(record) if self.middle is not None else None
+        if folder is None:
+            return None, None
+        points = np.load(folder / "landmarks.npy", mmap_mode="r")
+        with np.load(folder / "parsing.npz") as archive:
+            maps = archive["maps"]
+        if maps.shape[-2:] != tuple(size):
+            return None, None  # stored for another frame size: treat as missing, not misaligned
+        rows = np.minimum(chosen, len(points) - 1)
+        sampled = np.asarray(points[rows], dtype=np.float32)
+        if np.isnan(sampled).all():
+            return None, None  # no face in any sampled frame: the modalities are missing
+        return torch.from_numpy(np.ascontiguousarray(maps[rows])), torch.from_numpy(sampled)
+
+
+def _count(record: ClipRecord) -> int:
+    from finecliper.data.video import count_frames
+
+    return count_frames(record.path)
+
+
+def collate_clips(items: list[dict]) -> ClipBatch:
+    failed = [(item["index"], item["error"]) for item in items if "error" in item]
+    items = [item for item in items if "error" not in item]
+    if not items:
+        return ClipBatch(*_empty(), descriptions=[], failed=failed)
+    frames = torch.stack([item["frames"] for item in items])
+    batch, steps, _, height, width = frames.shape
+    parsing = torch.zeros(batch, steps, height, width, dtype=torch.uint8)
+    landmarks = torch.full((batch, steps, NUM_LANDMARKS, 2), float("nan"))
+    has_middle = torch.zeros(batch, dtype=torch.bool)
+    for row, item in enumerate(items):
+        if item["parsing"] is not None:
+            parsing[row] = item["parsing"]
+            landmarks[row] = item["landmarks"]
+            has_middle[row] = True
+    return ClipBatch(
+        index=torch.tensor([item["index"] for item in items]),
+        labels=torch.tensor([item["label"] for item in items]),
+        frames=frames,
+        parsing=parsing,
+        landmarks=landmarks,
+        has_middle=has_middle,
+        descriptions=[item["description"] for item in items],
+        failed=failed,
+    )
+
+
+def _empty() -> tuple[torch.Tensor, ...]:
+    nothing = torch.zeros(0, dtype=torch.long)
+    return nothing, nothing, nothing, nothing, nothing, torch.zeros(0, dtype=torch.bool)

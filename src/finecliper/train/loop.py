@@ -1,0 +1,279 @@
+"""``finecliper train``: fit a FineCLIPER variant on one fold and write an honest report.
+
+Every epoch ends with an evaluation on the validation split (carved from the training fold)
+and on the test split, the last and best-validation checkpoints, the test predictions of that
+epoch, and the training state. Each epoch reseeds its shuffling, sampling and dropout from
+``(seed, epoch)``, so ``--resume`` after a kill repeats the interrupted epoch exactly and ends
+with the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from finecliper.config import Config, config_to_yaml, save_config
+from finecliper.errors import FineCLIPERError
+from finecliper.io import write_json
+from finecliper.model.network import FineCLIPER, build_model
+from finecliper.train.batch import to_model_inputs
+from finecliper.train.checkpoint import (
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from finecliper.train.data import RunData, make_dataset, read_run_data
+from finecliper.train.dataset import collate_clips
+from finecliper.train.distributed import Context, barrier, broadcast_object, init_distributed
+from finecliper.train.evaluate import Predictions, autocast, eval_loader, predict_split, score
+from finecliper.train.results import write_results
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class Run:
+    config: Config
+    out: Path
+    data: RunData
+    model: FineCLIPER
+    device: torch.device
+    context: Context
+    progress: bool
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FineCLIPERError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def train(
+    config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Train, evaluate every epoch, write the report; returns the final metrics."""
+    out = Path(out_dir)
+    device = resolve_device(config.train.device)
+    context = init_distributed(device.type)
+    if device.type == "cuda" and context.distributed:
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.train.seed)
+    data = read_run_data(config)
+    model = build_model(config.model, data.prompts, num_frames=config.data.num_frames).to(device)
+    model.set_grad_checkpointing(config.train.grad_checkpointing)
+    run = Run(config, out, data, model, device, context, progress and context.is_main)
+    if context.is_main:
+        _check_resume(out, config, resume)
+        save_config(config, out)
+    history = _fit(run, resume)
+    metrics = write_results(run, history) if context.is_main else {}
+    barrier(context)
+    return broadcast_object(metrics, context)
+
+
+def _check_resume(out: Path, config: Config, resume: bool) -> None:
+    state = out / STATE_FILE
+    if resume and not state.is_file():
+        raise FineCLIPERError(f"--resume: {state} does not exist (nothing to resume)")
+    if not resume and state.is_file():
+        raise FineCLIPERError(f"{out} already holds a run: pass --resume or another --out")
+    saved = out / "config.yaml"
+    if resume and saved.is_file() and saved.read_text() != config_to_yaml(config):
+        raise FineCLIPERError(f"--resume: the config differs from the run's {saved}")
+
+
+def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
+    config, model = run.config, run.model
+    train_set = make_dataset(config, run.data.train, train=True)
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=run.context.world,
+        rank=run.context.rank,
+        shuffle=True,
+        seed=config.train.seed,
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=config.train.batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        collate_fn=collate_clips,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=config.data.num_workers > 0,
+    )
+    accumulation = _accumulation_steps(config, run.context)
+    steps_per_epoch = math.ceil(len(loader) / accumulation)
+    optimizer = torch.optim.AdamW(
+        model.trainable_parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    scheduler = _warmup_cosine(optimizer, config, steps_per_epoch)
+    trainer = (
+        DistributedDataParallel(model, find_unused_parameters=True)
+        if (run.context.distributed)
+        else model
+    )
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resume:
+        state = load_training_state(run.out / STATE_FILE)
+        model.load_trainable_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start_epoch = state["history"], state["epoch"]
+    evaluators = _evaluators(run)
+    for epoch in range(start_epoch, config.train.epochs):
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        torch.manual_seed(config.train.seed * 1000 + epoch)
+        entry = _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch)
+        entry.update(_evaluate_epoch(run, evaluators, epoch))
+        history.append(entry)
+        if run.context.is_main:
+            _save_epoch(run, optimizer, scheduler, history)
+        barrier(run.context)
+    return history
+
+
+def _accumulation_steps(config: Config, context: Context) -> int:
+    target = config.train.effective_batch_size
+    per_step = config.train.batch_size * context.world
+    return max(1, math.ceil(target / per_step)) if target else 1
+
+
+def _warmup_cosine(optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int):
+    total = max(1, config.train.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(config.train.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch) -> dict:
+    model = run.model
+    model.train()
+    started = time.perf_counter()
+    total_loss, clips, skipped = 0.0, 0, 0
+    bar = tqdm(
+        loader, desc=f"epoch {epoch + 1}/{run.config.train.epochs}", disable=not run.progress
+    )
+    optimizer.zero_grad(set_to_none=True)
+    for step, batch in enumerate(bar):
+        skipped += len(batch.failed)
+        if len(batch.labels) == 0:
+            continue
+        inputs = to_model_inputs(
+            batch, run.device, modalities=model.modalities, tokenizer=model.tokenizer
+        )
+        labels = batch.labels.to(run.device)
+        with autocast(run.device, run.config.train.precision):
+            outputs = trainer(inputs)
+            loss = model.loss(outputs, labels).total
+        (loss / accumulation).backward()
+        if (step + 1) % accumulation == 0 or step + 1 == len(loader):
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        total_loss += float(loss.detach()) * len(labels)
+        clips += len(labels)
+        rate = clips / (time.perf_counter() - started)
+        bar.set_postfix(loss=f"{total_loss / clips:.3f}", clips_per_s=f"{rate:.1f}")
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch + 1,
+        "train_loss": total_loss / max(1, clips),
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": round(seconds, 2),
+        "clips_per_s": round(clips / seconds, 2) if seconds > 0 else None,
+        "skipped_train_clips": skipped,
+    }
+
+
+def _evaluators(run: Run) -> dict[str, tuple[list, DataLoader]]:
+    config = run.config
+    splits = {"val": run.data.val, "test": run.data.test}
+    return {
+        name: (
+            records,
+            eval_loader(
+                make_dataset(config, records, train=False),
+                config.train.batch_size,
+                config.data.num_workers,
+                run.context,
+            ),
+        )
+        for name, records in splits.items()
+        if records
+    }
+
+
+def _evaluate_epoch(run: Run, evaluators, epoch: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"val": None, "test": None}
+    for name, (records, loader) in evaluators.items():
+        predictions = predict_split(
+            run.model,
+            loader,
+            run.device,
+            precision=run.config.train.precision,
+            context=run.context,
+            progress=run.progress,
+            description=name,
+        )
+        report = score(records, predictions, run.data.classes)
+        entry[name] = {"uar": report.uar, "war": report.war, "skipped": len(predictions.skipped)}
+        if name == "test" and run.context.is_main:
+            predictions.save(str(_predictions_path(run.out, epoch + 1)))
+            write_json(
+                run.out / "evals" / f"skipped_epoch{epoch + 1:03d}.json",
+                [{"index": i, "error": e} for i, e in predictions.skipped],
+            )
+    return entry
+
+
+def _predictions_path(out: Path, epoch: int) -> Path:
+    (out / "evals").mkdir(parents=True, exist_ok=True)
+    return out / "evals" / f"test_epoch{epoch:03d}.npz"
+
+
+def load_epoch_predictions(out: Path, epoch: int) -> Predictions:
+    predictions = Predictions.load(str(_predictions_path(out, epoch)))
+    skipped = json.loads((out / "evals" / f"skipped_epoch{epoch:03d}.json").read_text())
+    predictions.skipped = [(item["index"], item["error"]) for item in skipped]
+    return predictions
+
+
+def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -> None:
+    checkpoints = run.out / "checkpoints"
+    classes = run.data.classes
+    entry = history[-1]
+    extra = {"epoch": entry["epoch"], "val": entry["val"], "test": entry["test"]}
+    save_checkpoint(checkpoints / "last.safetensors", run.model, run.config, classes, extra)
+    earlier = [h["val"]["uar"] for h in history[:-1] if h["val"]]
+    if entry["val"] and (not earlier or entry["val"]["uar"] > max(earlier)):  # earliest best
+        save_checkpoint(checkpoints / "best_val.safetensors", run.model, run.config, classes, extra)
+    save_training_state(
+        run.out / STATE_FILE,
+        {
+            "epoch": entry["epoch"],
+            "model": run.model.trainable_state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+        },
+    )

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "finecliper.model.commands",
     "finecliper.text.commands",
     "finecliper.train.commands",
+    "finecliper.serve.commands",
     "finecliper.demo",
 )
 

@@ -1,0 +1,1 @@
+"""A trained checkpoint at work: ``finecliper predict``, ``Predictor`` and ``serve``."""

@@ -20,11 +20,20 @@ from torch.utils.data import Dataset
 from finecliper.data.records import ClipRecord
 from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import ClipSample, ClipTransform
-from finecliper.data.video import frames_to_tensor, read_frames
+from finecliper.data.video import count_frames, frames_to_tensor, read_frames
 from finecliper.errors import FineCLIPERError
 from finecliper.face.schema import NUM_LANDMARKS
 
-MiddleLocator = Callable[[ClipRecord], Path | None]
+
+@dataclass(frozen=True)
+class ClipMiddle:
+    """Where a clip's landmarks.npy and parsing.npz are, and its face-cropped frames if any."""
+
+    folder: Path
+    frames: Path | None = None  # raw videos: the cache's crops, in the landmarks' pixels
+
+
+MiddleLocator = Callable[[ClipRecord], ClipMiddle | None]
 
 
 @dataclass
@@ -46,18 +55,23 @@ class ClipBatch:
         return self
 
 
-def synth_middle_locator(record: ClipRecord) -> Path | None:
+def synth_middle_locator(record: ClipRecord) -> ClipMiddle | None:
     """SynthDFER keeps landmarks and parsing next to the clip's ``frames`` folder."""
     folder = record.path.parent
-    return folder if (folder / "landmarks.npy").is_file() else None
+    return ClipMiddle(folder) if (folder / "landmarks.npy").is_file() else None
 
 
 def cache_middle_locator(cache: Path) -> MiddleLocator:
-    """Clips prepared by ``finecliper prepare faces``: ``CACHE/clips/<clip_id>/``."""
+    """Clips prepared by ``finecliper prepare faces``; no face found: modalities missing."""
+    from finecliper.face.pipeline import clip_dir, read_status
 
-    def locate(record: ClipRecord) -> Path | None:
-        folder = cache / "clips" / record.clip_id
-        return folder if (folder / "landmarks.npy").is_file() else None
+    def locate(record: ClipRecord) -> ClipMiddle | None:
+        folder = clip_dir(cache, record.clip_id)
+        status = read_status(folder)
+        if status is None or status.get("status") != "ok":
+            return None
+        frames = status.get("frames_dir")
+        return ClipMiddle(folder, folder / frames if frames else None)
 
     return locate
 
@@ -104,10 +118,12 @@ class ClipDataset(Dataset):
     def _load(self, index: int) -> dict:
         record = self.records[index]
         generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
-        total = record.num_frames or _count(record)
+        middle = self.middle(record) if self.middle is not None else None
+        source = middle.frames if middle is not None and middle.frames else record.path
+        total = (record.num_frames if source == record.path else None) or count_frames(source)
         chosen = segment_indices(total, self.num_frames, train=self.train, generator=generator)
-        frames = frames_to_tensor(read_frames(record.path, chosen))
-        parsing, landmarks = self._middle(record, chosen, frames.shape[-2:])
+        frames = frames_to_tensor(read_frames(source, chosen))
+        parsing, landmarks = _middle_rows(middle, chosen, frames.shape[-2:])
         sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
         return {
             "index": index,
@@ -118,28 +134,26 @@ class ClipDataset(Dataset):
             "description": self.descriptions.get(record.clip_id),
         }
 
-    def _middle(
-        self, record: ClipRecord, chosen: list[int], size: torch.Size
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        folder = self.middle(record) if self.middle is not None else None
-        if folder is None:
-            return None, None
-        points = np.load(folder / "landmarks.npy", mmap_mode="r")
-        with np.load(folder / "parsing.npz") as archive:
-            maps = archive["maps"]
-        if maps.shape[-2:] != tuple(size):
-            return None, None  # stored for another frame size: treat as missing, not misaligned
-        rows = np.minimum(chosen, len(points) - 1)
-        sampled = np.asarray(points[rows], dtype=np.float32)
-        if np.isnan(sampled).all():
-            return None, None  # no face in any sampled frame: the modalities are missing
-        return torch.from_numpy(np.ascontiguousarray(maps[rows])), torch.from_numpy(sampled)
 
-
-def _count(record: ClipRecord) -> int:
-    from finecliper.data.video import count_frames
-
-    return count_frames(record.path)
+def _middle_rows(
+    middle: ClipMiddle | None, chosen: list[int], size: torch.Size
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The sampled rows of a clip's parsing maps and landmarks (None: modalities missing)."""
+    if middle is None:
+        return None, None
+    points = np.load(middle.folder / "landmarks.npy", mmap_mode="r")
+    with np.load(middle.folder / "parsing.npz") as archive:
+        maps = archive["maps"]
+    if maps.shape[-2:] != tuple(size):
+        raise FineCLIPERError(
+            f"{middle.folder}: parsing maps are {maps.shape[-2]}x{maps.shape[-1]} but the frames "
+            f"are {size[0]}x{size[1]}: the face cache was made from other frames"
+        )
+    rows = np.minimum(chosen, len(points) - 1)
+    sampled = np.asarray(points[rows], dtype=np.float32)
+    if np.isnan(sampled).all():
+        return None, None  # no face in any sampled frame: the modalities are missing
+    return torch.from_numpy(np.ascontiguousarray(maps[rows])), torch.from_numpy(sampled)
 
 
 def collate_clips(items: list[dict]) -> ClipBatch:

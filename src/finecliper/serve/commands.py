@@ -1,0 +1,186 @@
+"""CLI: ``finecliper predict`` (videos in, probabilities and a timeline out) and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_HELP = "a checkpoint of `finecliper train` (default: the bundled demo checkpoint)"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _register_predict(commands)
+    _register_serve(commands)
+
+
+def _add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None, help=CHECKPOINT_HELP)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--window", default="16", help="window length: frames (16) or seconds (2.5s)"
+    )
+    parser.add_argument("--stride", default="8", help="window step: frames (8) or seconds (1s)")
+    parser.add_argument(
+        "--text",
+        choices=("template", "none"),
+        default="template",
+        help="description backend: template (movements measured from the landmarks) or none "
+        "(the text modality is missing)",
+    )
+    parser.add_argument(
+        "--crop",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="crop around the main face: auto = video files yes, frame folders (already "
+        "face crops) no",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+
+
+def _register_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="expression probabilities and a timeline for any video",
+        description="Find and track the main face, compute landmarks, parsing and a movement "
+        "description on the fly, and classify every sliding window of each video with a "
+        "checkpoint. Whole-video probabilities are the mean over the windows.",
+    )
+    predict.add_argument(
+        "videos", nargs="+", type=Path, metavar="VIDEO", help="video file or frame folder"
+    )
+    _add_predictor_arguments(predict)
+    predict.add_argument(
+        "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
+    )
+    predict.add_argument("--json", action="store_true", help="print one JSON object per video")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write OUT/<video>/annotated.mp4, timeline.png and result.json",
+    )
+    predict.set_defaults(handler=_run_predict)
+
+
+def _register_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a web page to upload a video and see its prediction",
+        description="Serve a page (and a JSON API, POST /api/predict) that predicts uploaded "
+        "videos or SynthDFER samples and shows the probabilities, the timeline, the annotated "
+        "video, the modality weights and the description.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
+    serve.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("finecliper-serve"),
+        help="working folder: every file the server writes goes here",
+    )
+    serve.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload")
+    serve.add_argument("--max-duration", type=float, default=60.0, help="longest video, s")
+    serve.add_argument("--quiet", action="store_true", help="do not log every request")
+    _add_predictor_arguments(serve)
+    serve.set_defaults(handler=_run_serve)
+
+
+def _predictor(args: argparse.Namespace, progress: bool):
+    from finecliper.serve.predictor import Predictor
+
+    return Predictor.from_checkpoint(
+        args.checkpoint,
+        args.device,
+        text=args.text,
+        crop=args.crop,
+        window=args.window,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        progress=progress,
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from finecliper.serve.annotate import write_outputs
+
+    failures = 0
+    folders = output_folders(args.videos, args.out) if args.out is not None else {}
+    with _predictor(args, progress=not args.json) as predictor:
+        for item in predictor.predict_many(args.videos, fps=args.fps):
+            if item.result is None:
+                failures += 1
+                _print_failure(item.video, item.error or "", args.json)
+                continue
+            outputs = {}
+            if args.out is not None:
+                written = write_outputs(item.result, folders[item.video])
+                outputs = {name: str(path) for name, path in written.items()}
+            if args.json:
+                print(json.dumps({**item.result.to_dict(), "outputs": outputs}), flush=True)
+            else:
+                print(format_result(item.result.to_dict(), outputs), flush=True)
+    return 1 if failures else 0
+
+
+def output_folders(videos: list[Path], out: Path) -> dict[str, Path]:
+    """OUT/<video name>/ per video; repeated names get -2, -3, ..."""
+    folders: dict[str, Path] = {}
+    used: set[str] = set()
+    for video in videos:
+        stem = Path(video).stem or "video"
+        name, number = stem, 1
+        while name in used:
+            number += 1
+            name = f"{stem}-{number}"
+        used.add(name)
+        folders[str(video)] = out / name
+    return folders
+
+
+def _print_failure(video: str, error: str, as_json: bool) -> None:
+    import sys
+
+    if as_json:
+        print(json.dumps({"video": video, "error": error}), flush=True)
+    else:
+        print(f"finecliper: error: {error}", file=sys.stderr, flush=True)
+
+
+def format_result(result: dict[str, Any], outputs: dict[str, str]) -> str:
+    """The human-readable summary of one video's result."""
+    windows = result["timeline"]
+    faces = sum(window["face_found"] for window in windows)
+    lines = [
+        f"{result['video']}: {result['top']} ({result['top_probability']:.0%})  "
+        f"{result['duration_s']:.2f} s, {result['num_frames']} frames, "
+        f"a face in {faces}/{len(windows)} windows"
+    ]
+    for name, value in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {name:<12} {'#' * round(30 * value):<30} {value:6.1%}")
+    weights = ", ".join(f"{m} {w:.2f}" for m, w in result["modality_weights"].items())
+    lines.append(f"  modality weights: {weights}")
+    lines.append(f"  description: {result['description'] or '(none)'}")
+    lines.append("  timeline:")
+    for window in windows:
+        note = "" if window["face_found"] else "  (no face)"
+        lines.append(
+            f"    {window['start_s']:7.2f}-{window['end_s']:<7.2f} s  {window['top']:<12} "
+            f"{window['probabilities'][window['top']]:.0%}{note}"
+        )
+    lines += [f"  problem: {problem}" for problem in result["problems"]]
+    lines += [f"  {name}: {path}" for name, path in outputs.items()]
+    return "\n".join(lines)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from finecliper.serve.web import ServeApp, ServeLimits, serve
+
+    limits = ServeLimits(
+        max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration
+    )
+    with _predictor(args, progress=False) as predictor:
+        app = ServeApp(predictor, args.workdir, limits)
+        serve(app, args.host, args.port, quiet=args.quiet)
+    return 0

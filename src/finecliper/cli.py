@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "finecliper.text.commands",
     "finecliper.train.commands",
     "finecliper.serve.commands",
+    "finecliper.bench.commands",
     "finecliper.demo",
 )
 

@@ -1,0 +1,1 @@
+"""Benchmarks: model steps on CPU or GPU, the packed data pipeline, predict latency."""

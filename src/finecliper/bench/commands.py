@@ -1,0 +1,200 @@
+"""CLI: ``finecliper pack`` (the packed clip cache) and ``finecliper bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from finecliper.bench.suite import BenchOptions
+
+DATASETS = ("dfew", "ferv39k", "mafw", "custom", "synth")
+VARIANTS = ("base", "mid", "high", "full")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _register_pack(commands)
+    _register_bench(commands)
+
+
+def _register_pack(commands: argparse._SubParsersAction) -> None:
+    pack = commands.add_parser(
+        "pack",
+        help="pack a prepared dataset into a few large memory-mapped files",
+        description="Write every clip of a dataset (frames, parsing maps and landmarks, "
+        "descriptions) into shards of large files that training reads by memory mapping, "
+        "without per-frame files. Resumable: rerun with the same arguments to finish.",
+    )
+    pack.add_argument("dataset", choices=DATASETS)
+    pack.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
+    pack.add_argument("--out", type=Path, required=True, help="pack folder")
+    pack.add_argument(
+        "--faces-cache", type=Path, default=None, help="output of `finecliper prepare faces`"
+    )
+    pack.add_argument(
+        "--descriptions",
+        type=Path,
+        default=None,
+        help="descriptions JSONL (synth default: ROOT/descriptions.jsonl)",
+    )
+    pack.add_argument(
+        "--frame-format",
+        choices=("jpeg", "raw"),
+        default="jpeg",
+        help="jpeg: JPEG frames copied as they are, others encoded (default); raw: decoded "
+        "uint8, nothing to decode in training, about 15x larger",
+    )
+    pack.add_argument("--quality", type=int, default=95, help="JPEG quality of encoded frames")
+    pack.add_argument("--shard-clips", type=int, default=256, help="clips per shard")
+    pack.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    pack.add_argument("--dfew-frames", choices=("clip_224x224", "clip_224x224_16f"), default=None)
+    pack.add_argument("--mafw-source", choices=("frames", "video"), default=None)
+    pack.add_argument("--mafw-captions", action="store_true")
+    pack.add_argument("--json", action="store_true", help="print a JSON summary as last line")
+    pack.set_defaults(handler=_run_pack)
+
+
+def _csv(kind: type, choices: tuple[str, ...] | None = None):
+    def parse(text: str) -> tuple:
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {choices}")
+        return values
+
+    return parse
+
+
+def _register_bench(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="throughput, memory and latency benchmarks (random weights, no download)",
+        description="Model steps (training and inference clips/s, peak memory, against the "
+        "naive fp32 / eager-attention mode), data-pipeline clips/s per CPU worker from the "
+        "packed cache, and predict latency against the bare CLIP forward, each checked against "
+        "the project's targets. Defaults: on cuda the step section, on cpu pipeline and latency.",
+    )
+    bench.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda if present"
+    )
+    bench.add_argument(
+        "--variant", action="append", choices=VARIANTS, help="repeatable (default base, full)"
+    )
+    bench.add_argument(
+        "--only",
+        type=_csv(str, ("step", "pipeline", "latency", "memory")),
+        default=None,
+        help="sections",
+    )
+    bench.add_argument("--backbone", default="ViT-B/16", help="CLIP architecture, or 'tiny'")
+    bench.add_argument("--image-size", type=int, default=224)
+    bench.add_argument("--frames", type=int, default=16)
+    bench.add_argument("--batch", type=int, default=None, help="clips per step (cuda 32, cpu 2)")
+    bench.add_argument("--steps", type=int, default=None, help="timed steps (cuda 10, cpu 2)")
+    bench.add_argument("--warmup", type=int, default=None, help="untimed steps (cuda 3, cpu 1)")
+    bench.add_argument("--modes", type=_csv(str, ("naive", "bf16", "compiled")), default=None)
+    bench.add_argument("--checkpointing", choices=("off", "on", "both"), default="off")
+    bench.add_argument("--phases", type=_csv(str, ("train", "infer")), default=("train", "infer"))
+    bench.add_argument("--pipeline-sizes", type=_csv(int), default=(112, 224))
+    bench.add_argument("--pipeline-clips", type=int, default=96, help="samples per measurement")
+    bench.add_argument("--synth-clips", type=int, default=24, help="SynthDFER clips generated")
+    bench.add_argument("--pipeline-data", type=Path, default=None, help="measure this pack instead")
+    bench.add_argument("--loader-workers", type=int, default=0, help="also time a DataLoader")
+    bench.add_argument(
+        "--cpu-threads", type=int, default=None, help="torch threads of latency and memory"
+    )
+    bench.add_argument(
+        "--project-batch", type=int, default=32, help="batch the memory section projects to"
+    )
+    bench.add_argument("--repeats", type=int, default=3, help="latency repeats")
+    bench.add_argument(
+        "--out", type=Path, default=None, help="JSON file kept up to date after every case"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object as last line")
+    bench.set_defaults(handler=_run_bench)
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from finecliper.data.pack import PackSettings, PackSources, pack_dataset
+    from finecliper.data.readers import read_dataset
+
+    index = read_dataset(
+        args.dataset,
+        args.root,
+        dfew_frames=args.dfew_frames,
+        mafw_source=args.mafw_source,
+        mafw_captions=args.mafw_captions,
+    )
+    descriptions = args.descriptions
+    if descriptions is None and args.dataset == "synth":
+        default = args.root / "descriptions.jsonl"
+        descriptions = default if default.is_file() else None
+    sources = PackSources(
+        faces_cache=args.faces_cache,
+        synth_middle=args.dataset == "synth" and args.faces_cache is None,
+        descriptions=descriptions,
+    )
+    settings = PackSettings(args.frame_format, args.quality, args.shard_clips)
+    summary = pack_dataset(
+        index,
+        args.out,
+        settings=settings,
+        sources=sources,
+        workers=args.workers,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(vars(summary)))
+    else:
+        print(
+            f"packed {summary.clips} clips ({summary.frames} frames, {summary.bytes / 2**20:.1f} "
+            f"MiB, {summary.failed_clips} unreadable, {summary.clips_without_middle} without "
+            f"middle-level data) -> {summary.out}"
+        )
+    return 0
+
+
+def _options(args: argparse.Namespace) -> BenchOptions:
+    import torch
+
+    from finecliper.bench.suite import BenchOptions
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device == "cuda"
+    checkpointing = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
+    return BenchOptions(
+        device=device,
+        variants=tuple(args.variant or ("base", "full")),
+        sections=args.only or (("step",) if cuda else ("pipeline", "latency")),
+        backbone=args.backbone,
+        image_size=args.image_size,
+        frames=args.frames,
+        batch=args.batch or (32 if cuda else 2),
+        steps=args.steps or (10 if cuda else 2),
+        warmup=args.warmup if args.warmup is not None else (3 if cuda else 1),
+        modes=args.modes or (("naive", "bf16", "compiled") if cuda else ("naive", "bf16")),
+        checkpointing=checkpointing,
+        phases=args.phases,
+        pipeline_sizes=args.pipeline_sizes,
+        pipeline_clips=args.pipeline_clips,
+        synth_clips=args.synth_clips,
+        pipeline_data=args.pipeline_data,
+        loader_workers=args.loader_workers,
+        cpu_threads=args.cpu_threads,
+        project_batch=args.project_batch,
+        repeats=args.repeats,
+    )
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from finecliper.bench.suite import format_report, run_suite
+
+    def note(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    report = run_suite(_options(args), note, args.out)
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0

@@ -1,0 +1,1008 @@
+"""Pre-train the small CLIP-style backbone that ships inside finecliper for ``finecliper demo``.
+
+The demo trains FineCLIPER*† on SynthDFER with a frozen backbone, as the real method freezes
+CLIP ViT-B/16. No CLIP weights can be downloaded on the machines the demo must run on, and a
+ViT-B/16 is far too slow on two CPU cores, so this script builds a tiny ``transformers.CLIPModel``
+(ViT, 112x112 input, 16x16 patches) and pre-trains it on a SynthDFER generated with a different
+seed (1234) than the demo's (0), so the demo's clips are never seen.
+
+Objectives (all on the same forward pass of a few frames per clip):
+
+- CLIP's symmetric contrastive loss between the frame stack (mean of its unit frame
+  embeddings) and the clip's movement description; a share of the captions are class prompts
+  ("A person with an expression of happiness."), the stand-in for the emotion words CLIP met on
+  the web, without which the label words of the PN descriptors would be untrained embeddings.
+- Face read-outs from the generator's ground truth, with heads used only here: the parsing
+  class of every 4x4-pixel cell from its patch token, the 68 landmarks and the 15 action units
+  from the image embedding. Contrastive learning alone did not work at this scale: the tiny
+  ViT memorised the identity of each training clip (chance-level probe and held-out retrieval
+  after 500 steps), and even plain landmark or action-unit regression from the embedding did not
+  start to generalise within 1,000 steps; the dense per-patch parsing loss is what makes the
+  patch tokens learn face geometry within minutes, and the rest builds on it.
+
+Frames get the demo's own train transform (random resized crop and flip, shared by a clip's
+frames, parsing maps and landmarks), and a share of the samples are shown as the parsing or
+landmark renderings that the demo's middle-level streams feed through the same tower.
+
+The tokenizer is a byte-level BPE in CLIP's format (vocab.json + merges.txt, "</w>" word ends,
+<|startoftext|> / <|endoftext|>), learnt here from the descriptions plus the label-prompt
+vocabulary. Context length 128: a fifth of the SynthDFER descriptions exceed CLIP's 77 tokens.
+
+Outputs (``--out``, by default the package's ``assets/demo_backbone``): config.json,
+model.safetensors (float32), tokenizer.json, tokenizer_config.json, vocab.json, merges.txt,
+preprocessor_config.json, metadata.json (data, settings, losses, timings, retrieval, read-out
+and probe numbers) and a README.md written from it.
+
+``--probe`` adds the linear-probe check on demo-seed clips (fold 1: logistic regression on the
+training clips, UAR/WAR on the test clips) from frozen image features mean-pooled over 16
+frames, and from that mean next to the change from the first to the last frames; the same for a
+randomly initialised backbone. ``--probe-only`` probes an existing ``--out``.
+
+Run with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine: with the default (spinning) OpenMP
+threads, 2 threads ran 6x slower than 1 when other jobs held the cores.
+
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv/bin/python scripts/pretrain_demo_backbone.py \
+        --probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import resource
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+from finecliper.data.classes import DFEW_CLASSES, resolve_label
+from finecliper.data.sampling import segment_indices
+from finecliper.data.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    ClipSample,
+    ClipTransform,
+    clip_normalize,
+)
+from finecliper.errors import FineCLIPERError
+from finecliper.face.render import render_landmarks, render_parsing
+from finecliper.face.schema import NUM_LANDMARKS, PARSING_CLASSES
+from finecliper.io import write_json, write_text
+from finecliper.train.metrics import classification_report
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "src" / "finecliper" / "assets" / "demo_backbone"
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+END_OF_WORD = "</w>"
+# The label-prompt vocabulary (method.md 2.3): DFEW's classes as prompt nouns and adjectives.
+PROMPT_NOUNS = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+PROMPT_ADJECTIVES = ("happy", "sad", "neutral", "angry", "surprised", "disgusted", "fearful")
+POSITIVE_TEMPLATE = "A person with an expression of {label}."
+NEGATIVE_TEMPLATE = "A person with an expression of no {label}."
+ADJECTIVE_TEMPLATE = "A {label} face."
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The backbone's size, chosen for CPU speed: 16 frames x 3 streams per clip must be cheap."""
+
+    image_size: int = 112
+    patch_size: int = 16
+    vision_width: int = 128
+    vision_layers: int = 4
+    text_width: int = 128
+    text_layers: int = 3
+    heads: int = 4
+    embed_dim: int = 128
+    context_length: int = 128  # 20% of SynthDFER descriptions exceed 77 tokens (max ~122)
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def byte_alphabet() -> list[str]:
+    """GPT-2/CLIP's reversible byte -> printable character table, in CLIP's vocabulary order."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    codes = list(printable)
+    shifted = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + shifted)
+            shifted += 1
+    return [chr(code) for code in codes]
+
+
+def split_words(texts: Iterable[str]) -> Counter[str]:
+    """Word counts after CLIPTokenizer's own normaliser and pre-tokeniser (byte-level words)."""
+    backend = CLIPTokenizer().backend_tokenizer  # empty vocabulary: used for its pipeline only
+    counts: Counter[str] = Counter()
+    for text in texts:
+        normalized = backend.normalizer.normalize_str(text)
+        counts.update(word for word, _ in backend.pre_tokenizer.pre_tokenize_str(normalized))
+    return counts
+
+
+def learn_merges(
+    word_counts: Counter[str], max_merges: int, min_frequency: int = 2
+) -> list[tuple[str, str]]:
+    """Byte-pair merges, most frequent pair first (ties broken by the pair itself)."""
+    words = {word: [*word[:-1], word[-1] + END_OF_WORD] for word in word_counts}
+    merges: list[tuple[str, str]] = []
+    while len(merges) < max_merges:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, symbols in words.items():
+            for pair in itertools.pairwise(symbols):
+                pairs[pair] += word_counts[word]
+        if not pairs:
+            break
+        best, frequency = max(pairs.items(), key=lambda item: (item[1], item[0]))
+        if frequency < min_frequency:
+            break
+        merges.append(best)
+        for symbols in words.values():
+            _merge_in_place(symbols, best)
+    return merges
+
+
+def _merge_in_place(symbols: list[str], pair: tuple[str, str]) -> None:
+    i = 0
+    while i < len(symbols) - 1:
+        if (symbols[i], symbols[i + 1]) == pair:
+            symbols[i : i + 2] = [pair[0] + pair[1]]
+        i += 1
+
+
+def build_vocab(merges: Sequence[tuple[str, str]]) -> dict[str, int]:
+    """CLIP's layout: 256 bytes, the same with "</w>", one token per merge, then BOS, EOS."""
+    alphabet = byte_alphabet()
+    tokens = [*alphabet, *(char + END_OF_WORD for char in alphabet)]
+    tokens += [left + right for left, right in merges]
+    tokens += [BOS, EOS]
+    vocab: dict[str, int] = {}
+    for token in tokens:
+        vocab.setdefault(token, len(vocab))
+    return vocab
+
+
+def prompt_sentences() -> list[str]:
+    sentences = [
+        template.format(label=label)
+        for label in PROMPT_NOUNS
+        for template in (POSITIVE_TEMPLATE, NEGATIVE_TEMPLATE)
+    ]
+    return sentences + [ADJECTIVE_TEMPLATE.format(label=label) for label in PROMPT_ADJECTIVES]
+
+
+def train_tokenizer(
+    descriptions: Sequence[str], context_length: int, max_merges: int = 6000
+) -> CLIPTokenizer:
+    """A CLIP BPE tokenizer whose merges make every prompt word and frequent word one token."""
+    counts = split_words(descriptions)
+    # Twice each prompt sentence, so that rare label words still pass min_frequency=2.
+    for word, count in split_words(prompt_sentences() * 2).items():
+        counts[word] += count
+    merges = learn_merges(counts, max_merges)
+    vocab = build_vocab(merges)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = context_length
+    check_tokenizer(tokenizer, len(vocab))
+    return tokenizer
+
+
+def check_tokenizer(tokenizer: CLIPTokenizer, expected_size: int) -> None:
+    """transformers v5 can hand back an empty or 2-token tokenizer silently: verify it."""
+    if len(tokenizer) != expected_size:
+        raise FineCLIPERError(f"tokenizer has {len(tokenizer)} tokens, expected {expected_size}")
+    words = [*PROMPT_NOUNS, *PROMPT_ADJECTIVES, "person", "expression", "no"]
+    split = [w for w in words if len(tokenizer(w, add_special_tokens=False).input_ids) != 1]
+    if split:
+        raise FineCLIPERError(f"prompt words not single tokens in the learnt BPE: {split}")
+
+
+def save_tokenizer(tokenizer: CLIPTokenizer, merges: Sequence[tuple[str, str]], out: Path) -> None:
+    """tokenizer.json for fast loading plus CLIP's own vocab.json / merges.txt."""
+    tokenizer.save_pretrained(out)
+    write_json(out / "vocab.json", tokenizer.get_vocab())
+    lines = ["#version: 0.2", *(f"{left} {right}" for left, right in merges)]
+    write_text(out / "merges.txt", "\n".join(lines) + "\n")
+
+
+def tokenizer_merges(tokenizer: CLIPTokenizer) -> list[tuple[str, str]]:
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    return [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+
+
+# ---------------------------------------------------------------- model
+
+
+def build_model(shape: Shape, tokenizer: CLIPTokenizer, seed: int) -> CLIPModel:
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": shape.text_width,
+        "intermediate_size": 4 * shape.text_width,
+        "num_hidden_layers": shape.text_layers,
+        "num_attention_heads": shape.heads,
+        "max_position_embeddings": shape.context_length,
+        "hidden_act": "quick_gelu",
+        # Padding is <|endoftext|>: the text tower pools the first end-of-text token.
+        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS),
+        "eos_token_id": eos,
+        "pad_token_id": eos,
+    }
+    vision = {
+        "image_size": shape.image_size,
+        "patch_size": shape.patch_size,
+        "hidden_size": shape.vision_width,
+        "intermediate_size": 4 * shape.vision_width,
+        "num_hidden_layers": shape.vision_layers,
+        "num_attention_heads": shape.heads,
+        "hidden_act": "quick_gelu",
+    }
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=shape.embed_dim)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    return CLIPModel(config)
+
+
+def image_features(model: CLIPModel, pixels: torch.Tensor) -> torch.Tensor:
+    """Projected image embeddings (written out: get_image_features' return type varies)."""
+    return model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+
+
+def text_features(model: CLIPModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    pooled = model.text_model(input_ids=ids, attention_mask=mask).pooler_output
+    return model.text_projection(pooled)
+
+
+# ---------------------------------------------------------------- SynthDFER
+
+
+@dataclass
+class ClipSet:
+    """Decoded SynthDFER clips, 16 frames each: uint8 frames (N, 16, 3, H, W), labels,
+    descriptions, each clip's split ("train"/"test") in the fold it was read with, and, for
+    pre-training, the generator's ground truth of those frames: action-unit values
+    (N, 16, AUs), parsing maps (N, 16, H, W) and landmarks (N, 16, 68, 2)."""
+
+    ids: list[str]
+    frames: torch.Tensor
+    labels: np.ndarray
+    texts: list[str]
+    splits: list[str]
+    classes: tuple[str, ...]
+    aus: torch.Tensor | None = None
+    parsing: torch.Tensor | None = None
+    landmarks: torch.Tensor | None = None
+
+    def subset(self, index: torch.Tensor) -> ClipSet:
+        rows = index.tolist()
+        return ClipSet(
+            ids=[self.ids[i] for i in rows],
+            frames=self.frames[index],
+            labels=self.labels[rows],
+            texts=[self.texts[i] for i in rows],
+            splits=[self.splits[i] for i in rows],
+            classes=self.classes,
+            aus=None if self.aus is None else self.aus[index],
+            parsing=None if self.parsing is None else self.parsing[index],
+            landmarks=None if self.landmarks is None else self.landmarks[index],
+        )
+
+
+def generate(out: Path, clips: int, seed: int, size: int) -> Path:
+    """SynthDFER in ``out``, generated unless a complete one is already there."""
+    if (out / "manifest.csv").is_file():
+        return out
+    from finecliper.data.synth import generate_synth
+
+    print(f"generating SynthDFER ({clips} clips, seed {seed}) -> {out}", flush=True)
+    generate_synth(out, clips=clips, seed=seed, size=size, frames=16, workers=2, progress=True)
+    return out
+
+
+def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = False) -> ClipSet:
+    """Every clip of a SynthDFER folder (read with its reader), 16 frames each, decoded; with
+    ``ground_truth`` also the per-frame action units, parsing maps and landmarks."""
+    from finecliper.data.synth import read_synth
+    from finecliper.data.video import frames_to_tensor, read_frames
+
+    index = read_synth(root, fold=fold)
+    if index.problems:
+        first = index.problems[0]
+        raise FineCLIPERError(
+            f"{root}: {len(index.problems)} problems, e.g. {first.path}: {first.problem}"
+        )
+    records = sorted(
+        index.records("train", fold) + index.records("test", fold), key=lambda r: r.clip_id
+    )
+    descriptions = _read_descriptions(root / "descriptions.jsonl")
+    missing = [record.clip_id for record in records if record.clip_id not in descriptions]
+    if missing:
+        raise FineCLIPERError(f"{root}: {len(missing)} clips have no description: {missing[0]}")
+    frames, truth = [], []
+    for record in tqdm(records, desc=f"decoding {root.name}", unit="clip"):
+        indices = segment_indices(record.num_frames or 16, 16, train=False)
+        stack = frames_to_tensor(read_frames(record.path, indices))
+        if stack.shape[-2:] != (size, size):
+            raise FineCLIPERError(
+                f"{record.path}: frames are {tuple(stack.shape[-2:])}, the backbone takes "
+                f"{size}x{size}; generate SynthDFER with size={size}"
+            )
+        frames.append(stack)
+        if ground_truth:
+            truth.append(_read_ground_truth(record.path.parent, indices))
+    aus, parsing, landmarks = (
+        (torch.stack(column) for column in zip(*truth, strict=True)) if truth else [None] * 3
+    )
+    return ClipSet(
+        ids=[record.clip_id for record in records],
+        frames=torch.stack(frames),
+        labels=np.asarray([record.label for record in records]),
+        texts=[descriptions[record.clip_id] for record in records],
+        splits=[record.split for record in records],
+        classes=index.classes,
+        aus=aus,
+        parsing=parsing,
+        landmarks=landmarks,
+    )
+
+
+def _read_ground_truth(
+    clip_dir: Path, indices: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A clip's per-frame action units, parsing maps and landmarks, at frames ``indices``."""
+    try:
+        aus = json.loads((clip_dir / "params.json").read_text(encoding="utf-8"))["au"]
+        with np.load(clip_dir / "parsing.npz") as archive:
+            parsing = archive["maps"]
+        landmarks = np.load(clip_dir / "landmarks.npy")
+    except (OSError, ValueError, KeyError) as exc:
+        raise FineCLIPERError(f"{clip_dir}: unreadable SynthDFER ground truth ({exc})") from exc
+    rows = list(indices)
+    return (
+        torch.tensor(aus, dtype=torch.float32)[rows],
+        torch.from_numpy(parsing[rows]),
+        torch.from_numpy(landmarks[rows].astype(np.float32)),
+    )
+
+
+def _read_descriptions(path: Path) -> dict[str, str]:
+    with open(path, encoding="utf-8") as handle:
+        entries = [json.loads(line) for line in handle if line.strip()]
+    return {entry["clip_id"]: entry["text"] for entry in entries}
+
+
+# ---------------------------------------------------------------- pre-training
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int
+    frames_per_sample: int
+    lr: float
+    prompt_fraction: float
+    render_fraction: float
+    parsing_weight: float
+    landmark_weight: float
+    movement_weight: float
+    seed: int
+
+
+class FaceHeads(torch.nn.Module):
+    """Read-outs used only while pre-training (not saved): parsing classes of 4x4-pixel cells
+    from each patch token, and landmarks and action units from the image embedding."""
+
+    cell = 4
+
+    def __init__(self, config: CLIPConfig, num_aus: int) -> None:
+        super().__init__()
+        vision = config.vision_config
+        self.cells_per_patch = (vision.patch_size // self.cell) ** 2
+        self.num_classes = len(PARSING_CLASSES)
+        self.parsing = torch.nn.Linear(vision.hidden_size, self.cells_per_patch * self.num_classes)
+        self.landmarks = torch.nn.Linear(config.projection_dim, 2 * NUM_LANDMARKS)
+        self.aus = torch.nn.Linear(config.projection_dim, num_aus)
+
+    def parsing_logits(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        """(N, patches, width) -> (N, patches, cells, classes)."""
+        logits = self.parsing(patch_tokens)
+        return logits.view(*patch_tokens.shape[:2], self.cells_per_patch, self.num_classes)
+
+
+def parsing_cell_targets(maps: torch.Tensor, patch: int, cell: int) -> torch.Tensor:
+    """(N, H, W) class ids -> (N, patches, cells, classes): class shares of each cell, with
+    patches and cells in row-major order (the ViT's patch order)."""
+    classes = len(PARSING_CLASSES)
+    onehot = F.one_hot(maps.long().clamp_max(classes - 1), classes).permute(0, 3, 1, 2)
+    shares = F.avg_pool2d(onehot.float(), cell)  # (N, classes, H / cell, W / cell)
+    n, _, rows, cols = shares.shape
+    per = patch // cell
+    shares = shares.view(n, classes, rows // per, per, cols // per, per)
+    return shares.permute(0, 2, 4, 3, 5, 1).reshape(n, -1, per * per, classes)
+
+
+def caption_pool(clips: ClipSet) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """All captions (descriptions, then the class prompts), index of each clip's description,
+    and index of each clip's class prompts (positive template, adjective template)."""
+    unique = sorted(set(clips.texts))
+    position = {text: i for i, text in enumerate(unique)}
+    prompts = _prompts(POSITIVE_TEMPLATE, prompt_nouns(clips.classes))
+    prompts += _prompts(ADJECTIVE_TEMPLATE, prompt_adjectives(clips.classes))
+    description_index = torch.tensor([position[text] for text in clips.texts])
+    num_classes = len(clips.classes)
+    label = torch.from_numpy(clips.labels)
+    prompt_index = torch.stack([len(unique) + label, len(unique) + num_classes + label], dim=1)
+    return unique + prompts, description_index, prompt_index
+
+
+def prompt_nouns(classes: Sequence[str]) -> list[str]:
+    return [_prompt_word(name, PROMPT_NOUNS) for name in classes]
+
+
+def prompt_adjectives(classes: Sequence[str]) -> list[str]:
+    return [_prompt_word(name, PROMPT_ADJECTIVES) for name in classes]
+
+
+def _prompt_word(name: str, words: Sequence[str]) -> str:
+    """The prompt word of a dataset class name ("Happy" -> "happiness" / "happy")."""
+    index = resolve_label(name, DFEW_CLASSES)
+    if index is None:
+        raise FineCLIPERError(f"class {name!r} is not one of DFEW's seven classes")
+    return words[index]
+
+
+def _prompts(template: str, words: Sequence[str]) -> list[str]:
+    return [template.format(label=word) for word in words]
+
+
+def tokenize(tokenizer: CLIPTokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    batch = tokenizer(list(texts), padding="max_length", truncation=True, return_tensors="pt")
+    return batch.input_ids, batch.attention_mask
+
+
+def sample_frames(num_frames: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """One frame from the clip's start (still neutral) and k - 1 from its last three quarters,
+    where the expression unfolds and peaks."""
+    early = torch.randint(0, max(1, num_frames // 8), (1,), generator=generator)
+    late = torch.randint(num_frames // 4, num_frames, (k - 1,), generator=generator)
+    return torch.cat([early, late.sort().values])
+
+
+def augmented_batch(
+    clips: ClipSet,
+    batch: torch.Tensor,
+    frame_index: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+) -> ClipSample:
+    """The demo's train transform (random resized crop + flip, shared by a sample's frames,
+    parsing maps and landmarks); a share of the samples become parsing or landmark renderings,
+    the middle-level inputs the demo also runs through this tower."""
+    rows, cols = batch[:, None], frame_index
+    sample = ClipSample(
+        clips.frames[rows, cols], clips.parsing[rows, cols], clips.landmarks[rows, cols]
+    )
+    sample = ClipTransform(clips.frames.shape[-1], train=True)(sample, generator)
+    frames = sample.frames
+    stream = torch.rand(len(batch), generator=generator)
+    as_parsing = stream < settings.render_fraction / 2
+    as_landmarks = (stream >= settings.render_fraction / 2) & (stream < settings.render_fraction)
+    frames = torch.where(
+        as_parsing[:, None, None, None, None], render_parsing(frames, sample.parsing), frames
+    )
+    frames = torch.where(
+        as_landmarks[:, None, None, None, None],
+        render_landmarks(frames, sample.landmarks),
+        frames,
+    )
+    return ClipSample(frames, sample.parsing, sample.landmarks)
+
+
+def soft_clip_loss(logits: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+    """Symmetric CLIP loss; samples sharing a caption are all positives of each other."""
+    same = (caption_ids[:, None] == caption_ids[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    image_loss = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
+    text_loss = torch.sum(-targets * F.log_softmax(logits.t(), dim=1), dim=1).mean()
+    return (image_loss + text_loss) / 2
+
+
+def pretrain(
+    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, settings: TrainSettings
+) -> tuple[list[dict[str, float]], FaceHeads]:
+    """Pre-train the whole model; returns the mean losses of every 25 steps and the heads."""
+    captions, description_index, prompt_index = caption_pool(clips)
+    ids, mask = tokenize(tokenizer, captions)
+    heads = FaceHeads(model.config, clips.aus.shape[-1])
+    generator = torch.Generator().manual_seed(settings.seed)
+    parameters = [*model.parameters(), *heads.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.05)
+    schedule = _cosine_with_warmup(optimizer, settings.steps, warmup=max(1, settings.steps // 20))
+    model.train()
+    num_clips, num_frames = clips.frames.shape[:2]
+    order, cursor = torch.randperm(num_clips, generator=generator), 0
+    history, window = [], []
+    progress = tqdm(range(settings.steps), desc="pre-training", unit="step")
+    for step in progress:
+        if cursor + settings.batch_size > num_clips:
+            order, cursor = torch.randperm(num_clips, generator=generator), 0
+        batch = order[cursor : cursor + settings.batch_size]
+        cursor += settings.batch_size
+        frame_index = torch.stack(
+            [sample_frames(num_frames, settings.frames_per_sample, generator) for _ in batch]
+        )
+        use_prompt = torch.rand(len(batch), generator=generator) < settings.prompt_fraction
+        which_prompt = torch.randint(0, 2, (len(batch),), generator=generator)
+        caption = torch.where(
+            use_prompt, prompt_index[batch, which_prompt], description_index[batch]
+        )
+        sample = augmented_batch(clips, batch, frame_index, settings, generator)
+        aus = clips.aus[batch[:, None], frame_index]
+        losses = _step_losses(model, heads, sample, aus, (ids, mask, caption))
+        loss = (
+            losses["contrastive"]
+            + settings.parsing_weight * losses["parsing"]
+            + settings.landmark_weight * losses["landmarks"]
+            + settings.movement_weight * losses["movement"]
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():  # CLIP's cap on the logit scale (temperature >= 0.01)
+            model.logit_scale.clamp_(0, math.log(100))
+        window.append({name: value.item() for name, value in losses.items()})
+        if len(window) == 25 or step == settings.steps - 1:
+            means = {name: round(float(np.mean([w[name] for w in window])), 5) for name in losses}
+            history.append({"step": step + 1, **means})
+            progress.set_postfix(means)
+            window = []
+    model.eval()
+    return history, heads
+
+
+def _step_losses(
+    model: CLIPModel,
+    heads: FaceHeads,
+    sample: ClipSample,
+    aus: torch.Tensor,
+    captions: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    batch, k = sample.frames.shape[:2]
+    pixels = clip_normalize(sample.frames.flatten(0, 1))
+    tokens = model.vision_model(pixel_values=pixels)
+    features = model.visual_projection(tokens.pooler_output)
+    patch = model.config.vision_config.patch_size
+    cells = parsing_cell_targets(sample.parsing.flatten(0, 1), patch, heads.cell)
+    parsing_logits = heads.parsing_logits(tokens.last_hidden_state[:, 1:])
+    parsing = torch.sum(-cells * F.log_softmax(parsing_logits, dim=-1), dim=-1).mean()
+    size = pixels.shape[-1]
+    points = sample.landmarks.flatten(0, 1).flatten(1) / (size / 2) - 1  # about [-1, 1]
+    seen = torch.isfinite(points)
+    predicted = heads.landmarks(features)
+    landmarks = F.mse_loss(predicted[seen], points[seen])
+    movement = F.mse_loss(heads.aus(features), aus.flatten(0, 1))
+    contrastive = _contrastive_loss(model, features.view(batch, k, -1), *captions)
+    return {
+        "contrastive": contrastive,
+        "parsing": parsing,
+        "landmarks": landmarks,
+        "movement": movement,
+    }
+
+
+def _contrastive_loss(
+    model: CLIPModel,
+    features: torch.Tensor,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    caption: torch.Tensor,
+) -> torch.Tensor:
+    """CLIP loss between each sample's frame stack (mean of unit frame embeddings) and its
+    caption; the text tower encodes each distinct caption of the batch once."""
+    image = F.normalize(F.normalize(features, dim=-1).mean(dim=1), dim=-1)
+    unique, inverse = torch.unique(caption, return_inverse=True)
+    length = int(mask[unique].sum(dim=1).max())  # trim padding shared by the whole batch
+    text = F.normalize(text_features(model, ids[unique, :length], mask[unique, :length]), dim=-1)
+    logits = model.logit_scale.exp() * image @ text[inverse].t()
+    return soft_clip_loss(logits, inverse)
+
+
+def _cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, steps: int, warmup: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@torch.inference_mode()
+def frame_embeddings(model: CLIPModel, frames: torch.Tensor, batch_clips: int = 16) -> torch.Tensor:
+    """Projected image embeddings (N, 16, D) of every clip's 16 frames, CLIP-normalised input."""
+    model.eval()
+    outputs = []
+    for start in tqdm(range(0, len(frames), batch_clips), desc="encoding clips", leave=False):
+        chunk = frames[start : start + batch_clips]
+        features = image_features(model, clip_normalize(chunk.flatten(0, 1)))
+        outputs.append(features.view(*chunk.shape[:2], -1))
+    return torch.cat(outputs)
+
+
+def clip_embeddings(frame_features: torch.Tensor) -> torch.Tensor:
+    """Unit clip embeddings: the mean over frames of the unit frame embeddings, renormalised."""
+    return F.normalize(F.normalize(frame_features, dim=-1).mean(dim=1), dim=-1)
+
+
+@torch.inference_mode()
+def caption_embeddings(
+    model: CLIPModel, tokenizer: CLIPTokenizer, texts: Sequence[str]
+) -> torch.Tensor:
+    ids, mask = tokenize(tokenizer, texts)
+    return F.normalize(text_features(model, ids, mask), dim=-1)
+
+
+def retrieval(
+    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, frame_features: torch.Tensor
+) -> dict[str, float]:
+    """Held-out description <-> clip retrieval; a hit is the clip's own pair (or a clip with
+    the very same description text, since templated descriptions can repeat)."""
+    video = clip_embeddings(frame_features)
+    text = caption_embeddings(model, tokenizer, clips.texts)
+    similarity = text @ video.t()
+    same_text = torch.tensor([[a == b for b in clips.texts] for a in clips.texts], dtype=torch.bool)
+    result = {"clips": len(clips.ids), "chance_top1": round(1 / len(clips.ids), 4)}
+    for name, scores in (("text_to_clip", similarity), ("clip_to_text", similarity.t())):
+        ranked = scores.argsort(dim=1, descending=True)
+        hits = torch.gather(same_text, 1, ranked)
+        for k in (1, 5):
+            result[f"{name}_top{k}"] = round(hits[:, :k].any(dim=1).float().mean().item(), 4)
+    return result
+
+
+def zero_shot(
+    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, frame_features: torch.Tensor
+) -> dict[str, float]:
+    """Classify clips by the class prompts alone: positive and PN (positive minus negative)."""
+    video = clip_embeddings(frame_features)
+    nouns = prompt_nouns(clips.classes)
+    positive = caption_embeddings(model, tokenizer, _prompts(POSITIVE_TEMPLATE, nouns))
+    negative = caption_embeddings(model, tokenizer, _prompts(NEGATIVE_TEMPLATE, nouns))
+    result = {}
+    for name, scores in (
+        ("positive", video @ positive.t()),
+        ("pn", video @ positive.t() - video @ negative.t()),
+    ):
+        report = classification_report(clips.labels, scores.argmax(dim=1).numpy(), clips.classes)
+        result[f"{name}_uar"], result[f"{name}_war"] = round(report.uar, 4), round(report.war, 4)
+    return result
+
+
+@torch.inference_mode()
+def face_readout(heads: FaceHeads, clips: ClipSet, frame_features: torch.Tensor) -> dict:
+    """R^2 of the pre-training read-outs on held-out frames: how linearly the image embedding
+    carries the action units and the landmarks."""
+    size = clips.frames.shape[-1]
+    points = clips.landmarks.flatten(0, 1).flatten(1) / (size / 2) - 1
+    features = frame_features.flatten(0, 1)
+    return {
+        "action_units_r2": _r2(heads.aus(features), clips.aus.flatten(0, 1)),
+        "landmarks_r2": _r2(heads.landmarks(features), points),
+    }
+
+
+def _r2(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over output columns of the coefficient of determination."""
+    residual = ((predicted - target) ** 2).sum(dim=0)
+    total = ((target - target.mean(dim=0)) ** 2).sum(dim=0).clamp_min(1e-8)
+    return round((1 - residual / total).mean().item(), 4)
+
+
+def linear_probe(clips: ClipSet, features: torch.Tensor) -> dict[str, object]:
+    """Logistic regression on frozen clip features: the train clips -> the test clips."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = _fold_split(clips)
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
+    probe.fit(features[train].numpy(), clips.labels[train])
+    predicted = probe.predict(features[test].numpy())
+    report = classification_report(clips.labels[test], predicted, clips.classes)
+    return {
+        "train_clips": int(train.sum()),
+        "test_clips": int(test.sum()),
+        "uar": round(report.uar, 4),
+        "war": round(report.war, 4),
+        "chance_uar": round(1 / len(clips.classes), 4),
+        "per_class_recall": {
+            k: round(v, 4) for k, v in report.per_class_recall.items() if v is not None
+        },
+    }
+
+
+def probe_features(frame_features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Clip features for the probes: the mean over the 16 frames of the unit frame embeddings
+    (the brief's check), and that mean next to the change from the first 2 frames to the last
+    4 (what a temporal module can read; the expression unfolds over the clip)."""
+    unit = F.normalize(frame_features, dim=-1)
+    mean = unit.mean(dim=1)
+    change = unit[:, -4:].mean(dim=1) - unit[:, :2].mean(dim=1)
+    return {"mean_pooled": mean, "mean_and_change": torch.cat([mean, change], dim=1)}
+
+
+def _fold_split(clips: ClipSet) -> tuple[np.ndarray, np.ndarray]:
+    test = np.asarray(clips.splits) == "test"
+    if not test.any() or test.all():
+        raise FineCLIPERError("the probe data needs both training and test clips")
+    return ~test, test
+
+
+# ---------------------------------------------------------------- driver
+
+
+def held_out_split(num_clips: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.randperm(num_clips, generator=torch.Generator().manual_seed(seed))
+    held = max(1, int(num_clips * fraction))
+    return order[held:].sort().values, order[:held].sort().values
+
+
+def cpu_seconds() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "user_seconds": round(own.ru_utime + children.ru_utime, 1),
+        "system_seconds": round(own.ru_stime + children.ru_stime, 1),
+    }
+
+
+def save_backbone(
+    model: CLIPModel, tokenizer: CLIPTokenizer, shape: Shape, metadata: dict, out: Path
+) -> None:
+    """Write into a sibling folder, then swap it in: a crash never leaves half a backbone."""
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    save_tokenizer(tokenizer, tokenizer_merges(tokenizer), staging)
+    write_json(staging / "preprocessor_config.json", preprocessor_config(shape.image_size))
+    write_json(staging / "metadata.json", metadata)
+    write_text(staging / "README.md", readme(metadata))
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+
+
+def preprocessor_config(size: int) -> dict:
+    """CLIPImageProcessor settings (written by hand: the class needs torchvision in v5)."""
+    return {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": {"shortest_edge": size},
+        "resample": 3,  # bicubic
+        "do_center_crop": True,
+        "crop_size": {"height": size, "width": size},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
+    }
+
+
+def readme(metadata: dict) -> str:
+    pre = metadata["pretraining"]
+    lines = [
+        "# finecliper demo backbone",
+        "",
+        "A small CLIP-style `transformers.CLIPModel` with its own byte-level BPE tokenizer,",
+        "pre-trained by `scripts/pretrain_demo_backbone.py` with the symmetric CLIP contrastive",
+        "loss on SynthDFER (frames, movement description or class prompt) pairs, generated with",
+        f"seed {pre['data_seed']} (the demo uses seed 0, so its clips are never seen).",
+        "Frozen during `finecliper demo`, as CLIP is in the real method.",
+        "",
+        "Load: `CLIPModel.from_pretrained(dir)`, `CLIPTokenizer.from_pretrained(dir)`;",
+        "images: 112x112 RGB, CLIP mean/std (preprocessor_config.json). Weights are float32.",
+        "",
+        "Numbers (all measured by the script; full record in metadata.json):",
+        "",
+        "```",
+        json.dumps(
+            {
+                "architecture": metadata["architecture"],
+                "parameters": metadata["parameters"],
+                "pretraining": {k: v for k, v in pre.items() if k != "losses"},
+                "retrieval": metadata.get("retrieval"),
+                "zero_shot": metadata.get("zero_shot"),
+                "probe": metadata.get("probe"),
+            },
+            indent=2,
+        ),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
+    start = time.perf_counter()
+    root = args.pretrain_data or generate(
+        args.work / f"synth_seed{args.data_seed}", args.clips, args.data_seed, shape.image_size
+    )
+    clips = load_synth(root, shape.image_size, ground_truth=True)
+    train_index, held_index = held_out_split(len(clips.ids), 0.1, args.seed)
+    train_clips, held_clips = clips.subset(train_index), clips.subset(held_index)
+    tokenizer = train_tokenizer(train_clips.texts, shape.context_length)
+    lengths = [len(ids) for ids in tokenizer(clips.texts).input_ids]
+    model = build_model(shape, tokenizer, args.seed)
+    settings = TrainSettings(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        frames_per_sample=args.frames_per_sample,
+        lr=args.lr,
+        prompt_fraction=args.prompt_fraction,
+        render_fraction=args.render_fraction,
+        parsing_weight=args.parsing_weight,
+        landmark_weight=args.landmark_weight,
+        movement_weight=args.movement_weight,
+        seed=args.seed,
+    )
+    train_start = time.perf_counter()
+    losses, heads = pretrain(model, tokenizer, train_clips, settings)
+    train_seconds = time.perf_counter() - train_start
+    held_features = frame_embeddings(model, held_clips.frames)
+    metadata = {
+        "format": 1,
+        "architecture": asdict(shape),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "tokenizer": {
+            "vocab_size": len(tokenizer),
+            "merges": len(tokenizer_merges(tokenizer)),
+            "description_tokens_max": max(lengths),
+            "descriptions_truncated": sum(n > shape.context_length for n in lengths),
+        },
+        "pretraining": {
+            "data_seed": args.data_seed,
+            "data_clips": len(clips.ids),
+            "train_clips": len(train_clips.ids),
+            "held_out_clips": len(held_clips.ids),
+            **asdict(settings),
+            "train_wall_seconds": round(train_seconds, 1),
+            "total_wall_seconds": round(time.perf_counter() - start, 1),
+            "threads": torch.get_num_threads(),
+            **cpu_seconds(),
+            "final_losses": losses[-1],
+            "losses": losses,
+        },
+        "retrieval": retrieval(model, tokenizer, held_clips, held_features),
+        "face_readout": face_readout(heads, held_clips, held_features),
+        "zero_shot": {"held_out": zero_shot(model, tokenizer, held_clips, held_features)},
+    }
+    save_backbone(model, tokenizer, shape, metadata, args.out)
+    shown = ("tokenizer", "retrieval", "face_readout", "zero_shot")
+    print(json.dumps({k: metadata[k] for k in shown}, indent=2))
+
+
+def run_probe(args: argparse.Namespace, shape: Shape) -> dict:
+    """Linear probe (and zero-shot) on demo-seed clips with the saved backbone, plus the same
+    probe on a randomly initialised backbone of the same shape for comparison."""
+    root = args.probe_data or generate(
+        args.work / "synth_seed0", args.probe_clips, 0, shape.image_size
+    )
+    clips = load_synth(root, shape.image_size, args.fold)
+    model = CLIPModel.from_pretrained(args.out).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(args.out)
+    check_tokenizer(tokenizer, model.config.text_config.vocab_size)
+    features = frame_embeddings(model, clips.frames)
+    random_init = frame_embeddings(build_model(shape, tokenizer, args.seed), clips.frames)
+    seed = json.loads((root / "meta.json").read_text(encoding="utf-8"))["seed"]
+    result = {
+        "data": f"SynthDFER seed {seed}, {len(clips.ids)} clips, test fold {args.fold}",
+        **{
+            f"pretrained_{name}": linear_probe(clips, values)
+            for name, values in probe_features(features).items()
+        },
+        **{
+            f"random_init_{name}": linear_probe(clips, values)
+            for name, values in probe_features(random_init).items()
+        },
+        "zero_shot_all_clips": zero_shot(model, tokenizer, clips, features),
+    }
+    metadata = json.loads((args.out / "metadata.json").read_text(encoding="utf-8"))
+    metadata["probe"] = result
+    write_json(args.out / "metadata.json", metadata)
+    write_text(args.out / "README.md", readme(metadata))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="backbone directory")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "runs" / "demo_backbone",
+        help="where generated SynthDFER data is cached",
+    )
+    parser.add_argument("--pretrain-data", type=Path, help="existing SynthDFER to pre-train on")
+    parser.add_argument("--probe-data", type=Path, help="existing demo-seed SynthDFER to probe")
+    parser.add_argument("--data-seed", type=int, default=1234, help="pre-training data seed")
+    parser.add_argument("--clips", type=int, default=1400, help="pre-training clips to generate")
+    parser.add_argument("--probe-clips", type=int, default=700)
+    parser.add_argument("--fold", type=int, default=1, help="probe test fold")
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--frames-per-sample", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--prompt-fraction",
+        type=float,
+        default=0.2,
+        help="share of samples paired with a class prompt, not a description",
+    )
+    parser.add_argument(
+        "--render-fraction",
+        type=float,
+        default=0.3,
+        help="share of samples shown as parsing or landmark renderings instead of frames",
+    )
+    parser.add_argument(
+        "--parsing-weight", type=float, default=1.0, help="patch-token parsing loss weight"
+    )
+    parser.add_argument(
+        "--landmark-weight", type=float, default=50.0, help="landmark regression loss weight"
+    )
+    parser.add_argument(
+        "--movement-weight", type=float, default=10.0, help="action-unit regression weight"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--probe", action="store_true", help="run the linear probe afterwards")
+    parser.add_argument("--probe-only", action="store_true", help="probe the existing --out")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    shape = Shape()
+    try:
+        if not args.probe_only:
+            run_pretraining(args, shape)
+        if args.probe or args.probe_only:
+            run_probe(args, shape)
+    except FineCLIPERError as exc:
+        print(f"pretrain_demo_backbone: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,7 +8,7 @@ numbers. Modes:
   computes), no compile: how most DFER code runs.
 - ``bf16``: bf16 autocast and fused attention (SDPA's flash / memory-efficient kernels).
 - ``compiled``: ``bf16`` plus ``torch.compile`` of the frozen tower's image encoder
-  (:func:`~finecliper.bench.models.compile_image_tower`).
+  (:meth:`~finecliper.model.network.FineCLIPER.compile_image_tower`).
 
 Our encoder loop calls ``scaled_dot_product_attention`` itself and does not read the config's
 ``attn_implementation``, so the naive mode restricts SDPA to its math backend instead.
@@ -38,7 +38,6 @@ from finecliper.bench.models import (
     ClipShape,
     build_bench_model,
     cached_label_embeddings,
-    compile_image_tower,
     random_clip_batch,
 )
 from finecliper.model.network import FineCLIPER, ModelInputs
@@ -135,7 +134,7 @@ def _measure(
     model.set_grad_checkpointing(result.checkpointing)
     inputs, labels = _device_inputs(model, settings, result.batch, device)
     if mode == "compiled":
-        compile_image_tower(model)
+        model.compile_image_tower()
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
 
     def train_step() -> None:

@@ -148,11 +148,3 @@ def cached_label_embeddings(model: FineCLIPER) -> Iterator[None]:
         yield
     finally:
         del model.label_embeddings  # the class's method again
-
-
-def compile_image_tower(model: FineCLIPER) -> None:
-    """``torch.compile`` the frozen tower's image encoder, which does nearly all of a step's
-    arithmetic and compiles as one graph; the rest of the model checks its inputs with Python
-    conditions that would split a whole-model graph into many small ones."""
-    compiled = torch.compile(model.backbone.encode_images)
-    model.backbone.encode_images = compiled  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ tensors and the GPU does the per-pixel work.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +142,14 @@ def _middle_rows(
     """The sampled rows of a clip's parsing maps and landmarks (None: modalities missing)."""
     if middle is None:
         return None, None
-    points = np.load(middle.folder / "landmarks.npy", mmap_mode="r")
-    with np.load(middle.folder / "parsing.npz") as archive:
-        maps = archive["maps"]
+    try:
+        points = np.load(middle.folder / "landmarks.npy", mmap_mode="r")
+        with np.load(middle.folder / "parsing.npz") as archive:
+            maps = archive["maps"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise FineCLIPERError(
+            f"{middle.folder}: damaged landmarks or parsing maps ({exc})"
+        ) from exc
     if maps.shape[-2:] != tuple(size):
         raise FineCLIPERError(
             f"{middle.folder}: parsing maps are {maps.shape[-2]}x{maps.shape[-1]} but the frames "

@@ -73,6 +73,8 @@ def train(
     data = read_run_data(config)
     model = build_model(config.model, data.prompts, num_frames=config.data.num_frames).to(device)
     model.set_grad_checkpointing(config.train.grad_checkpointing)
+    if config.train.compile:
+        model.compile_image_tower()
     run = Run(config, out, data, model, device, context, progress and context.is_main)
     if context.is_main:
         _check_resume(out, config, resume)

@@ -5,15 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pack_fixtures import SHARD_CLIPS, synth_sources
 
-from finecliper.data.pack import PackSettings, PackSources, pack_dataset
+from finecliper.data.pack import PackSettings, pack_dataset
 from finecliper.data.synth import generate_synth, read_synth
-
-SHARD_CLIPS = 4
-
-
-def synth_sources(root: Path) -> PackSources:
-    return PackSources(synth_middle=True, descriptions=root / "descriptions.jsonl")
 
 
 @pytest.fixture(scope="session")

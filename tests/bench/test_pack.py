@@ -13,9 +13,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from pack_fixtures import SHARD_CLIPS, synth_sources
 from PIL import Image
 
-from conftest import SHARD_CLIPS, synth_sources
 from finecliper.bench import commands
 from finecliper.data import pack as pack_module
 from finecliper.data.pack import (

@@ -140,6 +140,7 @@ class TransformersBackend:
     name = ""
     needs_frames = True
     uses_prompt = True
+    model_class = ""  # the transformers class name, imported only when loading
 
     def __init__(self, model: Any, tokenizer: Any, model_id: str, options: BackendOptions):
         self.model = model
@@ -149,6 +150,18 @@ class TransformersBackend:
         self.revision = options.revision or getattr(model.config, "_commit_hash", None)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
+
+    @classmethod
+    def load(cls, model: str, options: BackendOptions) -> Any:
+        """The model, its tokenizer and its (video) preprocessing settings from a dir or hub id."""
+        import transformers
+
+        loaded = load_model(getattr(transformers, cls.model_class), model, options)
+        preprocessing = read_model_json(
+            model, "video_preprocessor_config.json", options.revision
+        ) or read_model_json(model, "preprocessor_config.json", options.revision)
+        tokenizer = load_tokenizer(model, options.revision)
+        return cls(loaded, tokenizer, model, options, preprocessing)  # type: ignore[call-arg]
 
     def settings(self) -> dict[str, Any]:
         import transformers

@@ -25,10 +25,7 @@ from finecliper.text.backends.hf import (
     CLIP_STD,
     TransformersBackend,
     frames_tensor,
-    load_model,
-    load_tokenizer,
     normalize,
-    read_model_json,
     resize,
     token_id,
 )
@@ -77,6 +74,7 @@ def patchify(frames: torch.Tensor, patch: int, merge: int, temporal: int) -> tup
 
 class Qwen2VLBackend(TransformersBackend):
     name = "qwen2-vl"
+    model_class = "Qwen2VLForConditionalGeneration"
 
     def __init__(
         self,
@@ -98,17 +96,6 @@ class Qwen2VLBackend(TransformersBackend):
         self.min_pixels, self.max_pixels = _pixel_budget(prep)
         self.mean = tuple(prep.get("image_mean") or CLIP_MEAN)
         self.std = tuple(prep.get("image_std") or CLIP_STD)
-
-    @classmethod
-    def load(cls, model: str, options: BackendOptions) -> Qwen2VLBackend:
-        from transformers import Qwen2VLForConditionalGeneration
-
-        loaded = load_model(Qwen2VLForConditionalGeneration, model, options)
-        preprocessing = read_model_json(
-            model, "video_preprocessor_config.json", options.revision
-        ) or read_model_json(model, "preprocessor_config.json", options.revision)
-        tokenizer = load_tokenizer(model, options.revision)
-        return cls(loaded, tokenizer, model, options, preprocessing)
 
     def chat_text(self, prompt: str, video_tokens: str) -> str:
         vision = f"{VISION_START}{video_tokens}{VISION_END}" if video_tokens else ""

@@ -20,10 +20,7 @@ from finecliper.text.backends.hf import (
     CLIP_STD,
     TransformersBackend,
     frames_tensor,
-    load_model,
-    load_tokenizer,
     normalize,
-    read_model_json,
     shortest_edge_center_crop,
     token_id,
 )
@@ -33,6 +30,7 @@ VIDEO_TOKEN = "<video>"
 
 class VideoLlavaBackend(TransformersBackend):
     name = "video-llava"
+    model_class = "VideoLlavaForConditionalGeneration"
 
     def __init__(
         self,
@@ -50,17 +48,6 @@ class VideoLlavaBackend(TransformersBackend):
         self.mean, self.std = prep["mean"], prep["std"]
         patches = (self.crop[0] // vision.patch_size) * (self.crop[1] // vision.patch_size)
         self.tokens_per_frame = patches + 1  # + the CLS token, which videos keep
-
-    @classmethod
-    def load(cls, model: str, options: BackendOptions) -> VideoLlavaBackend:
-        from transformers import VideoLlavaForConditionalGeneration
-
-        loaded = load_model(VideoLlavaForConditionalGeneration, model, options)
-        preprocessing = read_model_json(
-            model, "video_preprocessor_config.json", options.revision
-        ) or read_model_json(model, "preprocessor_config.json", options.revision)
-        tokenizer = load_tokenizer(model, options.revision)
-        return cls(loaded, tokenizer, model, options, preprocessing)
 
     def chat_text(self, prompt: str, video_tokens: str) -> str:
         if video_tokens:

@@ -16,6 +16,8 @@ import pytest
 from safetensors.torch import load_file
 
 from finecliper.config import save_config
+from finecliper.data.pack import PackSources, pack_dataset
+from finecliper.data.synth import read_synth
 from finecliper.errors import FineCLIPERError
 from finecliper.train.loop import train
 from finecliper.train.runs import cross_validate
@@ -176,3 +178,19 @@ def test_cv_aggregates_the_folds(tmp_path, tiny_config):
     stamp = (tmp_path / "cv" / "fold1" / "metrics.json").stat().st_mtime_ns
     cross_validate(config, tmp_path / "cv", folds=[1, 2], progress=False)
     assert (tmp_path / "cv" / "fold1" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_training_from_a_pack_equals_training_from_the_files(tmp_path, tiny_synth, tiny_config):
+    pack = tmp_path / "pack"
+    sources = PackSources(synth_middle=True, descriptions=tiny_synth / "descriptions.jsonl")
+    pack_dataset(read_synth(tiny_synth), pack, sources=sources, progress=False)
+    from_files = train(tiny_config("train.epochs=1"), tmp_path / "files", progress=False)
+    from_pack = train(
+        tiny_config("train.epochs=1", f"data.packed={pack}", "data.root=/nonexistent"),
+        tmp_path / "packed",
+        progress=False,
+    )
+    assert from_pack["selection"] == from_files["selection"]
+    assert read_rows(tmp_path / "packed" / "predictions.csv") == read_rows(
+        tmp_path / "files" / "predictions.csv"
+    )

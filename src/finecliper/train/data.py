@@ -14,6 +14,7 @@ from pathlib import Path
 
 from finecliper.config import Config
 from finecliper.data.classes import prompt_names
+from finecliper.data.pack import PackedClipDataset, PackedClips
 from finecliper.data.readers import read_dataset
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.data.transforms import ClipTransform
@@ -46,9 +47,14 @@ class RunData:
 
 def read_run_data(config: Config) -> RunData:
     data = config.data
-    if data.root is None:
+    if data.packed:
+        index = PackedClips(data.packed).dataset_index()
+    elif data.root is None:
         raise ConfigError("data.root: not set (the dataset folder, or the manifest CSV)")
-    index = read_dataset(data.dataset, Path(data.root), fold=data.fold, **_reader_options(config))
+    else:
+        index = read_dataset(
+            data.dataset, Path(data.root), fold=data.fold, **_reader_options(config)
+        )
     train = index.records("train", data.fold)
     test = index.records("test", data.fold)
     usable = [r for r in train if r.num_frames]
@@ -106,6 +112,16 @@ def descriptions_for(config: Config, split: str) -> dict[str, str]:
 
 def make_dataset(config: Config, records: list[ClipRecord], *, train: bool) -> ClipDataset:
     split = "train" if train else "test"
+    if config.data.packed:
+        return PackedClipDataset(
+            records,
+            pack=config.data.packed,
+            transform=ClipTransform.from_config(config.data, train=train),
+            num_frames=config.data.num_frames,
+            train=train,
+            descriptions=descriptions_for(config, split) if config.data.descriptions else None,
+            seed=config.train.seed,
+        )
     return ClipDataset(
         records,
         transform=ClipTransform.from_config(config.data, train=train),

@@ -294,3 +294,20 @@ def test_learnable_weight_temperature_is_trained(make_model, make_inputs) -> Non
     model.loss(model(make_inputs(batch=4)), LABELS).total.backward()
     assert model.weighting.log_temperature.grad is not None
     assert model.weighting.log_temperature.grad.abs() > 0
+
+
+def test_label_embeddings_are_cached_only_for_inference(make_model) -> None:
+    model = make_model()
+    model.eval()
+    with torch.no_grad():
+        first = model.label_embeddings()
+        assert model.label_embeddings()[0] is first[0]  # reused, not recomputed
+    with torch.no_grad():
+        for parameter in model.label_adapters.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    model.train()  # training invalidates the cache
+    model.eval()
+    with torch.no_grad():
+        changed = model.label_embeddings()
+    assert not torch.allclose(changed[0], first[0])
+    assert model.label_embeddings()[0].requires_grad  # with grad enabled: never cached

@@ -179,6 +179,7 @@ class FineCLIPER(nn.Module):
             config.fixed_video_weight,
         )
         self.class_names: tuple[str, ...] = ()
+        self._label_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor | None]] | None = None
         for name in ("positive_ids", "positive_mask", "negative_ids", "negative_mask"):
             self.register_buffer(name, None, persistent=False)
 
@@ -236,11 +237,25 @@ class FineCLIPER(nn.Module):
             tokens = self.tokenizer(negative).to(device)
             self.negative_ids, self.negative_mask = tokens.input_ids, tokens.attention_mask
         self.class_names = tuple(str(name).strip() for name in class_names)
+        self._label_cache = None
 
     def label_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Normalised positive (C, D) and negative (C, D) label embeddings (None: positive mode)."""
+        """Normalised positive (C, D) and negative (C, D) label embeddings (None: positive mode).
+
+        In inference (eval mode, no grad) they are computed once and reused until the model
+        trains, loads weights or changes classes, devices or autocast state again.
+        """
         if self.positive_ids is None:
             raise FineCLIPERError("no class names set: call set_class_names first")
+        if self.training or torch.is_grad_enabled():
+            return self._encode_labels()
+        device = self.positive_ids.device
+        key = (device, torch.is_autocast_enabled(device.type))
+        if self._label_cache is None or self._label_cache[0] != key:
+            self._label_cache = (key, self._encode_labels())
+        return self._label_cache[1]
+
+    def _encode_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         encode = self.backbone.encode_text
         positive = encode(self.positive_ids, self.positive_mask, self.label_adapters["positive"])
         if "negative" not in self.label_adapters:
@@ -436,6 +451,7 @@ class FineCLIPER(nn.Module):
         with torch.no_grad():
             for name, value in state.items():
                 expected[name].copy_(value)
+        self._label_cache = None
 
     def component_parameter_counts(self) -> dict[str, int]:
         """Parameters per component (see ``COMPONENTS``), frozen backbone included."""
@@ -444,6 +460,14 @@ class FineCLIPER(nn.Module):
             prefix = max((p for p in COMPONENTS if name.startswith(p + ".")), key=len)
             counts[COMPONENTS[prefix]] += parameter.numel()
         return counts
+
+    def train(self, mode: bool = True) -> FineCLIPER:
+        self._label_cache = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .half(): stale cache
+        self._label_cache = None
+        return super()._apply(fn, recurse)
 
     def compile_image_tower(self) -> None:
         """``torch.compile`` the frozen tower's image encoder: nearly all of a step's arithmetic,

@@ -56,7 +56,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,6 +93,7 @@ PROMPT_ADJECTIVES = ("happy", "sad", "neutral", "angry", "surprised", "disgusted
 POSITIVE_TEMPLATE = "A person with an expression of {label}."
 NEGATIVE_TEMPLATE = "A person with an expression of no {label}."
 ADJECTIVE_TEMPLATE = "A {label} face."
+PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # logistic-regression C grid of the probes
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,8 @@ def build_model(shape: Shape, tokenizer: CLIPTokenizer, seed: int) -> CLIPModel:
         "num_attention_heads": shape.heads,
         "max_position_embeddings": shape.context_length,
         "hidden_act": "quick_gelu",
+        # Also on the towers, so CLIP{Text,Vision}ModelWithProjection load the same projections.
+        "projection_dim": shape.embed_dim,
         # Padding is <|endoftext|>: the text tower pools the first end-of-text token.
         "bos_token_id": tokenizer.convert_tokens_to_ids(BOS),
         "eos_token_id": eos,
@@ -256,6 +259,7 @@ def build_model(shape: Shape, tokenizer: CLIPTokenizer, seed: int) -> CLIPModel:
         "num_hidden_layers": shape.vision_layers,
         "num_attention_heads": shape.heads,
         "hidden_act": "quick_gelu",
+        "projection_dim": shape.embed_dim,
     }
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=shape.embed_dim)
     config._attn_implementation = "sdpa"
@@ -308,13 +312,13 @@ class ClipSet:
         )
 
 
-def generate(out: Path, clips: int, seed: int, size: int) -> Path:
-    """SynthDFER in ``out``, generated unless a complete one is already there."""
-    if (out / "manifest.csv").is_file():
-        return out
+def generate(work: Path, clips: int, seed: int, size: int) -> Path:
+    """SynthDFER with these settings under ``work``; a complete earlier run is reused (the
+    generator keeps finished clips and checks that the settings match)."""
     from finecliper.data.synth import generate_synth
 
-    print(f"generating SynthDFER ({clips} clips, seed {seed}) -> {out}", flush=True)
+    out = work / f"synth_seed{seed}_n{clips}"
+    print(f"SynthDFER ({clips} clips, seed {seed}) -> {out}", flush=True)
     generate_synth(out, clips=clips, seed=seed, size=size, frames=16, workers=2, progress=True)
     return out
 
@@ -405,12 +409,14 @@ class TrainSettings:
     parsing_weight: float
     landmark_weight: float
     movement_weight: float
+    text_weight: float
     seed: int
 
 
 class FaceHeads(torch.nn.Module):
     """Read-outs used only while pre-training (not saved): parsing classes of 4x4-pixel cells
-    from each patch token, and landmarks and action units from the image embedding."""
+    from each patch token, landmarks and action units from the image embedding, and the clip's
+    movement (peak rise of each action unit) from its description's text embedding."""
 
     cell = 4
 
@@ -422,6 +428,7 @@ class FaceHeads(torch.nn.Module):
         self.parsing = torch.nn.Linear(vision.hidden_size, self.cells_per_patch * self.num_classes)
         self.landmarks = torch.nn.Linear(config.projection_dim, 2 * NUM_LANDMARKS)
         self.aus = torch.nn.Linear(config.projection_dim, num_aus)
+        self.text_movement = torch.nn.Linear(config.projection_dim, num_aus)
 
     def parsing_logits(self, patch_tokens: torch.Tensor) -> torch.Tensor:
         """(N, patches, width) -> (N, patches, cells, classes)."""
@@ -441,18 +448,42 @@ def parsing_cell_targets(maps: torch.Tensor, patch: int, cell: int) -> torch.Ten
     return shares.permute(0, 2, 4, 3, 5, 1).reshape(n, -1, per * per, classes)
 
 
-def caption_pool(clips: ClipSet) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """All captions (descriptions, then the class prompts), index of each clip's description,
-    and index of each clip's class prompts (positive template, adjective template)."""
+@dataclass(frozen=True)
+class Captions:
+    """Every caption of the pre-training set, tokenised once: the distinct descriptions, then
+    the class prompts (positive template for each class, then adjective template)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    description_of_clip: torch.Tensor  # (N,) caption row of each clip's description
+    prompts_of_clip: torch.Tensor  # (N, 2) caption rows of each clip's class prompts
+    prompt_rows: torch.Tensor  # (2C,) caption rows of the prompts
+    prompt_movement: torch.Tensor  # (2C, AUs) mean movement of each prompt's class
+
+    def features(self, model: CLIPModel, rows: torch.Tensor) -> torch.Tensor:
+        """Projected text embeddings of caption ``rows``, padding trimmed to the longest."""
+        length = int(self.mask[rows].sum(dim=1).max())
+        return text_features(model, self.ids[rows, :length], self.mask[rows, :length])
+
+
+def build_captions(tokenizer: CLIPTokenizer, clips: ClipSet) -> Captions:
     unique = sorted(set(clips.texts))
     position = {text: i for i, text in enumerate(unique)}
     prompts = _prompts(POSITIVE_TEMPLATE, prompt_nouns(clips.classes))
     prompts += _prompts(ADJECTIVE_TEMPLATE, prompt_adjectives(clips.classes))
-    description_index = torch.tensor([position[text] for text in clips.texts])
+    ids, mask = tokenize(tokenizer, unique + prompts)
     num_classes = len(clips.classes)
     label = torch.from_numpy(clips.labels)
-    prompt_index = torch.stack([len(unique) + label, len(unique) + num_classes + label], dim=1)
-    return unique + prompts, description_index, prompt_index
+    movement = clip_movement(clips.aus)
+    class_movement = torch.stack([movement[label == c].mean(dim=0) for c in range(num_classes)])
+    return Captions(
+        ids=ids,
+        mask=mask,
+        description_of_clip=torch.tensor([position[text] for text in clips.texts]),
+        prompts_of_clip=torch.stack([len(unique) + label, len(unique) + num_classes + label], 1),
+        prompt_rows=torch.arange(len(unique), len(unique) + len(prompts)),
+        prompt_movement=class_movement.repeat(2, 1),
+    )
 
 
 def prompt_nouns(classes: Sequence[str]) -> list[str]:
@@ -492,7 +523,7 @@ def augmented_batch(
     clips: ClipSet,
     batch: torch.Tensor,
     frame_index: torch.Tensor,
-    settings: TrainSettings,
+    render_fraction: float,
     generator: torch.Generator,
 ) -> ClipSample:
     """The demo's train transform (random resized crop + flip, shared by a sample's frames,
@@ -504,18 +535,26 @@ def augmented_batch(
     )
     sample = ClipTransform(clips.frames.shape[-1], train=True)(sample, generator)
     frames = sample.frames
-    stream = torch.rand(len(batch), generator=generator)
-    as_parsing = stream < settings.render_fraction / 2
-    as_landmarks = (stream >= settings.render_fraction / 2) & (stream < settings.render_fraction)
+    stream = torch.rand(len(batch), generator=generator)[:, None, None, None, None]
     frames = torch.where(
-        as_parsing[:, None, None, None, None], render_parsing(frames, sample.parsing), frames
+        stream < render_fraction / 2, render_parsing(frames, sample.parsing), frames
     )
-    frames = torch.where(
-        as_landmarks[:, None, None, None, None],
-        render_landmarks(frames, sample.landmarks),
-        frames,
-    )
+    as_landmarks = (stream >= render_fraction / 2) & (stream < render_fraction)
+    frames = torch.where(as_landmarks, render_landmarks(frames, sample.landmarks), frames)
     return ClipSample(frames, sample.parsing, sample.landmarks)
+
+
+def clip_movement(aus: torch.Tensor) -> torch.Tensor:
+    """(..., T, AUs) -> (..., AUs): how far each action unit rises above its first frame."""
+    return (aus.amax(dim=-2) - aus[..., 0, :]).clamp_min(0)
+
+
+def motion_embeddings(frame_features: torch.Tensor) -> torch.Tensor:
+    """Unit clip embeddings of the expression change: mean of the unit embeddings of the later
+    frames minus that of the first frame(s) of each clip (frames on dim 1, in time order)."""
+    unit = F.normalize(frame_features, dim=-1)
+    early = max(1, unit.shape[1] // 8)
+    return F.normalize(unit[:, early:].mean(dim=1) - unit[:, :early].mean(dim=1), dim=-1)
 
 
 def soft_clip_loss(logits: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
@@ -531,40 +570,26 @@ def pretrain(
     model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, settings: TrainSettings
 ) -> tuple[list[dict[str, float]], FaceHeads]:
     """Pre-train the whole model; returns the mean losses of every 25 steps and the heads."""
-    captions, description_index, prompt_index = caption_pool(clips)
-    ids, mask = tokenize(tokenizer, captions)
+    captions = build_captions(tokenizer, clips)
     heads = FaceHeads(model.config, clips.aus.shape[-1])
     generator = torch.Generator().manual_seed(settings.seed)
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.05)
     schedule = _cosine_with_warmup(optimizer, settings.steps, warmup=max(1, settings.steps // 20))
+    weights = {
+        "contrastive": 1.0,
+        "parsing": settings.parsing_weight,
+        "landmarks": settings.landmark_weight,
+        "movement": settings.movement_weight,
+        "text": settings.text_weight,
+    }
     model.train()
-    num_clips, num_frames = clips.frames.shape[:2]
-    order, cursor = torch.randperm(num_clips, generator=generator), 0
     history, window = [], []
-    progress = tqdm(range(settings.steps), desc="pre-training", unit="step")
-    for step in progress:
-        if cursor + settings.batch_size > num_clips:
-            order, cursor = torch.randperm(num_clips, generator=generator), 0
-        batch = order[cursor : cursor + settings.batch_size]
-        cursor += settings.batch_size
-        frame_index = torch.stack(
-            [sample_frames(num_frames, settings.frames_per_sample, generator) for _ in batch]
-        )
-        use_prompt = torch.rand(len(batch), generator=generator) < settings.prompt_fraction
-        which_prompt = torch.randint(0, 2, (len(batch),), generator=generator)
-        caption = torch.where(
-            use_prompt, prompt_index[batch, which_prompt], description_index[batch]
-        )
-        sample = augmented_batch(clips, batch, frame_index, settings, generator)
-        aus = clips.aus[batch[:, None], frame_index]
-        losses = _step_losses(model, heads, sample, aus, (ids, mask, caption))
-        loss = (
-            losses["contrastive"]
-            + settings.parsing_weight * losses["parsing"]
-            + settings.landmark_weight * losses["landmarks"]
-            + settings.movement_weight * losses["movement"]
-        )
+    batches = _batches(len(clips.ids), settings, generator)
+    progress = tqdm(batches, desc="pre-training", unit="step", total=settings.steps)
+    for step, batch in enumerate(progress):
+        losses = _step_losses(model, heads, clips, captions, batch, settings, generator)
+        loss = sum(weights[name] * value for name, value in losses.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -582,50 +607,69 @@ def pretrain(
     return history, heads
 
 
+def _batches(
+    num_clips: int, settings: TrainSettings, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """``settings.steps`` batches of clip indices, walking through shuffled epochs."""
+    order, cursor = torch.randperm(num_clips, generator=generator), 0
+    for _ in range(settings.steps):
+        if cursor + settings.batch_size > num_clips:
+            order, cursor = torch.randperm(num_clips, generator=generator), 0
+        yield order[cursor : cursor + settings.batch_size]
+        cursor += settings.batch_size
+
+
 def _step_losses(
     model: CLIPModel,
     heads: FaceHeads,
-    sample: ClipSample,
-    aus: torch.Tensor,
-    captions: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    clips: ClipSet,
+    captions: Captions,
+    batch: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
-    batch, k = sample.frames.shape[:2]
+    num_frames = clips.frames.shape[1]
+    frame_index = torch.stack(
+        [sample_frames(num_frames, settings.frames_per_sample, generator) for _ in batch]
+    )
+    sample = augmented_batch(clips, batch, frame_index, settings.render_fraction, generator)
+    aus = clips.aus[batch[:, None], frame_index].flatten(0, 1)
     pixels = clip_normalize(sample.frames.flatten(0, 1))
     tokens = model.vision_model(pixel_values=pixels)
     features = model.visual_projection(tokens.pooler_output)
     patch = model.config.vision_config.patch_size
     cells = parsing_cell_targets(sample.parsing.flatten(0, 1), patch, heads.cell)
     parsing_logits = heads.parsing_logits(tokens.last_hidden_state[:, 1:])
-    parsing = torch.sum(-cells * F.log_softmax(parsing_logits, dim=-1), dim=-1).mean()
-    size = pixels.shape[-1]
-    points = sample.landmarks.flatten(0, 1).flatten(1) / (size / 2) - 1  # about [-1, 1]
-    seen = torch.isfinite(points)
-    predicted = heads.landmarks(features)
-    landmarks = F.mse_loss(predicted[seen], points[seen])
-    movement = F.mse_loss(heads.aus(features), aus.flatten(0, 1))
-    contrastive = _contrastive_loss(model, features.view(batch, k, -1), *captions)
+    points = sample.landmarks.flatten(0, 1).flatten(1) / (pixels.shape[-1] / 2) - 1
+    seen = torch.isfinite(points)  # frames without a face have NaN landmarks
+    # Each sample is paired with its description, or for a share with its class prompt.
+    use_prompt = torch.rand(len(batch), generator=generator) < settings.prompt_fraction
+    which = torch.randint(0, 2, (len(batch),), generator=generator)
+    caption = torch.where(
+        use_prompt,
+        captions.prompts_of_clip[batch, which],
+        captions.description_of_clip[batch],
+    )
+    motion = motion_embeddings(features.view(*frame_index.shape, -1))
+    text_rows = torch.cat([captions.description_of_clip[batch], captions.prompt_rows])
+    text_targets = torch.cat([clip_movement(clips.aus[batch]), captions.prompt_movement])
     return {
-        "contrastive": contrastive,
-        "parsing": parsing,
-        "landmarks": landmarks,
-        "movement": movement,
+        "contrastive": _contrastive_loss(model, captions, motion, caption),
+        "parsing": torch.sum(-cells * F.log_softmax(parsing_logits, dim=-1), dim=-1).mean(),
+        "landmarks": F.mse_loss(heads.landmarks(features)[seen], points[seen]),
+        "movement": F.mse_loss(heads.aus(features), aus),
+        "text": F.mse_loss(heads.text_movement(captions.features(model, text_rows)), text_targets),
     }
 
 
 def _contrastive_loss(
-    model: CLIPModel,
-    features: torch.Tensor,
-    ids: torch.Tensor,
-    mask: torch.Tensor,
-    caption: torch.Tensor,
+    model: CLIPModel, captions: Captions, motion: torch.Tensor, caption: torch.Tensor
 ) -> torch.Tensor:
-    """CLIP loss between each sample's frame stack (mean of unit frame embeddings) and its
-    caption; the text tower encodes each distinct caption of the batch once."""
-    image = F.normalize(F.normalize(features, dim=-1).mean(dim=1), dim=-1)
+    """CLIP loss between each sample's motion embedding and its caption; the text tower
+    encodes each distinct caption of the batch once."""
     unique, inverse = torch.unique(caption, return_inverse=True)
-    length = int(mask[unique].sum(dim=1).max())  # trim padding shared by the whole batch
-    text = F.normalize(text_features(model, ids[unique, :length], mask[unique, :length]), dim=-1)
-    logits = model.logit_scale.exp() * image @ text[inverse].t()
+    text = F.normalize(captions.features(model, unique), dim=-1)
+    logits = model.logit_scale.exp() * motion @ text[inverse].t()
     return soft_clip_loss(logits, inverse)
 
 
@@ -655,9 +699,13 @@ def frame_embeddings(model: CLIPModel, frames: torch.Tensor, batch_clips: int = 
     return torch.cat(outputs)
 
 
-def clip_embeddings(frame_features: torch.Tensor) -> torch.Tensor:
-    """Unit clip embeddings: the mean over frames of the unit frame embeddings, renormalised."""
-    return F.normalize(F.normalize(frame_features, dim=-1).mean(dim=1), dim=-1)
+@torch.inference_mode()
+def description_features(
+    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet
+) -> torch.Tensor:
+    """Projected (not normalised) text embeddings of the clips' descriptions."""
+    model.eval()
+    return text_features(model, *tokenize(tokenizer, clips.texts))
 
 
 @torch.inference_mode()
@@ -671,9 +719,9 @@ def caption_embeddings(
 def retrieval(
     model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, frame_features: torch.Tensor
 ) -> dict[str, float]:
-    """Held-out description <-> clip retrieval; a hit is the clip's own pair (or a clip with
-    the very same description text, since templated descriptions can repeat)."""
-    video = clip_embeddings(frame_features)
+    """Description <-> clip retrieval with motion embeddings; a hit is the clip's own pair (or
+    a clip with the very same description text, since templated descriptions can repeat)."""
+    video = motion_embeddings(frame_features)
     text = caption_embeddings(model, tokenizer, clips.texts)
     similarity = text @ video.t()
     same_text = torch.tensor([[a == b for b in clips.texts] for a in clips.texts], dtype=torch.bool)
@@ -690,7 +738,7 @@ def zero_shot(
     model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, frame_features: torch.Tensor
 ) -> dict[str, float]:
     """Classify clips by the class prompts alone: positive and PN (positive minus negative)."""
-    video = clip_embeddings(frame_features)
+    video = motion_embeddings(frame_features)
     nouns = prompt_nouns(clips.classes)
     positive = caption_embeddings(model, tokenizer, _prompts(POSITIVE_TEMPLATE, nouns))
     negative = caption_embeddings(model, tokenizer, _prompts(NEGATIVE_TEMPLATE, nouns))
@@ -705,15 +753,18 @@ def zero_shot(
 
 
 @torch.inference_mode()
-def face_readout(heads: FaceHeads, clips: ClipSet, frame_features: torch.Tensor) -> dict:
-    """R^2 of the pre-training read-outs on held-out frames: how linearly the image embedding
-    carries the action units and the landmarks."""
+def face_readout(
+    heads: FaceHeads, clips: ClipSet, frame_features: torch.Tensor, text: torch.Tensor
+) -> dict:
+    """R^2 of the pre-training read-outs on held-out clips: how linearly the image embedding
+    carries the action units and the landmarks, and the text embedding the movement."""
     size = clips.frames.shape[-1]
     points = clips.landmarks.flatten(0, 1).flatten(1) / (size / 2) - 1
     features = frame_features.flatten(0, 1)
     return {
         "action_units_r2": _r2(heads.aus(features), clips.aus.flatten(0, 1)),
         "landmarks_r2": _r2(heads.landmarks(features), points),
+        "text_movement_r2": _r2(heads.text_movement(text), clip_movement(clips.aus)),
     }
 
 
@@ -725,17 +776,30 @@ def _r2(predicted: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def linear_probe(clips: ClipSet, features: torch.Tensor) -> dict[str, object]:
-    """Logistic regression on frozen clip features: the train clips -> the test clips."""
+    """Logistic regression on frozen clip features, trained on the train clips (its inverse
+    regularisation C chosen by 5-fold cross-validation among them), scored on the test clips."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     train, test = _fold_split(clips)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.5))
+    smallest = min(int(n) for n in np.bincount(clips.labels[train]) if n > 0)
+    if smallest < 2:
+        raise FineCLIPERError(
+            "probe data too small: a class has a single training clip (generate more clips)"
+        )
+    probe = GridSearchCV(
+        make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
+        {"logisticregression__C": list(PROBE_CS)},
+        scoring="balanced_accuracy",
+        cv=StratifiedKFold(min(5, smallest), shuffle=True, random_state=0),
+    )
     probe.fit(features[train].numpy(), clips.labels[train])
     predicted = probe.predict(features[test].numpy())
     report = classification_report(clips.labels[test], predicted, clips.classes)
     return {
+        "c": probe.best_params_["logisticregression__C"],
         "train_clips": int(train.sum()),
         "test_clips": int(test.sum()),
         "uar": round(report.uar, 4),
@@ -794,6 +858,8 @@ def save_backbone(
     write_json(staging / "preprocessor_config.json", preprocessor_config(shape.image_size))
     write_json(staging / "metadata.json", metadata)
     write_text(staging / "README.md", readme(metadata))
+    for file in staging.iterdir():  # package data must be readable by every user
+        file.chmod(0o644)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
 
@@ -818,27 +884,41 @@ def preprocessor_config(size: int) -> dict:
 
 def readme(metadata: dict) -> str:
     pre = metadata["pretraining"]
+    shape = metadata["architecture"]
     lines = [
         "# finecliper demo backbone",
         "",
-        "A small CLIP-style `transformers.CLIPModel` with its own byte-level BPE tokenizer,",
-        "pre-trained by `scripts/pretrain_demo_backbone.py` with the symmetric CLIP contrastive",
-        "loss on SynthDFER (frames, movement description or class prompt) pairs, generated with",
-        f"seed {pre['data_seed']} (the demo uses seed 0, so its clips are never seen).",
-        "Frozen during `finecliper demo`, as CLIP is in the real method.",
+        "A small CLIP-style `transformers.CLIPModel` (ViT, "
+        f"{shape['image_size']}x{shape['image_size']} input, {shape['patch_size']}-pixel "
+        f"patches, {shape['vision_layers']} vision and {shape['text_layers']} text layers of "
+        f"width {shape['vision_width']}, {shape['context_length']}-token context) with its own "
+        "byte-level BPE tokenizer in CLIP's format, for `finecliper demo`, where it is frozen as "
+        "CLIP is in the real method. Built by `scripts/pretrain_demo_backbone.py` on SynthDFER "
+        f"generated with seed {pre['data_seed']} ({pre['data_clips']} clips); the demo uses seed "
+        "0, so its clips are never seen.",
         "",
-        "Load: `CLIPModel.from_pretrained(dir)`, `CLIPTokenizer.from_pretrained(dir)`;",
-        "images: 112x112 RGB, CLIP mean/std (preprocessor_config.json). Weights are float32.",
+        "Pre-training: CLIP's symmetric contrastive loss between a clip's motion embedding (mean "
+        "unit embedding of later frames minus that of its first frame) and its movement "
+        "description or class prompt, plus read-outs of the generator's ground truth used only "
+        "for pre-training (parsing classes per 4x4-pixel cell from the patch tokens; landmarks "
+        "and action units from the image embedding; the clip's movement from the description's "
+        "text embedding). Frames get the demo's crop-and-flip transform; a share are shown as "
+        "the parsing and landmark renderings of the demo's middle-level streams.",
         "",
-        "Numbers (all measured by the script; full record in metadata.json):",
+        "Load with `CLIPModel.from_pretrained(dir)` and `CLIPTokenizer.from_pretrained(dir)` "
+        "(`finecliper.assets_paths.demo_backbone_dir()` gives `dir`); images are RGB, "
+        "CLIP mean/std normalised (preprocessor_config.json). Weights are float32.",
+        "",
+        "Numbers, all measured by the script (full record, losses included, in metadata.json):",
         "",
         "```",
         json.dumps(
             {
-                "architecture": metadata["architecture"],
                 "parameters": metadata["parameters"],
+                "tokenizer": metadata["tokenizer"],
                 "pretraining": {k: v for k, v in pre.items() if k != "losses"},
                 "retrieval": metadata.get("retrieval"),
+                "face_readout": metadata.get("face_readout"),
                 "zero_shot": metadata.get("zero_shot"),
                 "probe": metadata.get("probe"),
             },
@@ -852,9 +932,7 @@ def readme(metadata: dict) -> str:
 
 def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
     start = time.perf_counter()
-    root = args.pretrain_data or generate(
-        args.work / f"synth_seed{args.data_seed}", args.clips, args.data_seed, shape.image_size
-    )
+    root = args.pretrain_data or generate(args.work, args.clips, args.data_seed, shape.image_size)
     clips = load_synth(root, shape.image_size, ground_truth=True)
     train_index, held_index = held_out_split(len(clips.ids), 0.1, args.seed)
     train_clips, held_clips = clips.subset(train_index), clips.subset(held_index)
@@ -871,6 +949,7 @@ def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
         parsing_weight=args.parsing_weight,
         landmark_weight=args.landmark_weight,
         movement_weight=args.movement_weight,
+        text_weight=args.text_weight,
         seed=args.seed,
     )
     train_start = time.perf_counter()
@@ -901,7 +980,9 @@ def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
             "losses": losses,
         },
         "retrieval": retrieval(model, tokenizer, held_clips, held_features),
-        "face_readout": face_readout(heads, held_clips, held_features),
+        "face_readout": face_readout(
+            heads, held_clips, held_features, description_features(model, tokenizer, held_clips)
+        ),
         "zero_shot": {"held_out": zero_shot(model, tokenizer, held_clips, held_features)},
     }
     save_backbone(model, tokenizer, shape, metadata, args.out)
@@ -912,15 +993,14 @@ def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
 def run_probe(args: argparse.Namespace, shape: Shape) -> dict:
     """Linear probe (and zero-shot) on demo-seed clips with the saved backbone, plus the same
     probe on a randomly initialised backbone of the same shape for comparison."""
-    root = args.probe_data or generate(
-        args.work / "synth_seed0", args.probe_clips, 0, shape.image_size
-    )
+    root = args.probe_data or generate(args.work, args.probe_clips, 0, shape.image_size)
     clips = load_synth(root, shape.image_size, args.fold)
     model = CLIPModel.from_pretrained(args.out).eval()
     tokenizer = CLIPTokenizer.from_pretrained(args.out)
     check_tokenizer(tokenizer, model.config.text_config.vocab_size)
     features = frame_embeddings(model, clips.frames)
-    random_init = frame_embeddings(build_model(shape, tokenizer, args.seed), clips.frames)
+    untrained = build_model(shape, tokenizer, args.seed)
+    random_init = frame_embeddings(untrained, clips.frames)
     seed = json.loads((root / "meta.json").read_text(encoding="utf-8"))["seed"]
     result = {
         "data": f"SynthDFER seed {seed}, {len(clips.ids)} clips, test fold {args.fold}",
@@ -932,6 +1012,8 @@ def run_probe(args: argparse.Namespace, shape: Shape) -> dict:
             f"random_init_{name}": linear_probe(clips, values)
             for name, values in probe_features(random_init).items()
         },
+        "pretrained_text": linear_probe(clips, description_features(model, tokenizer, clips)),
+        "random_init_text": linear_probe(clips, description_features(untrained, tokenizer, clips)),
         "zero_shot_all_clips": zero_shot(model, tokenizer, clips, features),
     }
     metadata = json.loads((args.out / "metadata.json").read_text(encoding="utf-8"))
@@ -954,10 +1036,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pretrain-data", type=Path, help="existing SynthDFER to pre-train on")
     parser.add_argument("--probe-data", type=Path, help="existing demo-seed SynthDFER to probe")
     parser.add_argument("--data-seed", type=int, default=1234, help="pre-training data seed")
-    parser.add_argument("--clips", type=int, default=1400, help="pre-training clips to generate")
+    parser.add_argument("--clips", type=int, default=3000, help="pre-training clips to generate")
     parser.add_argument("--probe-clips", type=int, default=700)
     parser.add_argument("--fold", type=int, default=1, help="probe test fold")
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--frames-per-sample", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -981,6 +1063,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--movement-weight", type=float, default=10.0, help="action-unit regression weight"
+    )
+    parser.add_argument(
+        "--text-weight", type=float, default=10.0, help="description -> movement weight"
     )
     parser.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed")
     parser.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,155 @@
+"""The bundled demo backbone: complete, loadable offline, a consistent tokenizer, small."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import CLIPModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+import finecliper.assets_paths as assets_paths
+from finecliper.assets_paths import DEMO_BACKBONE_FILES, demo_backbone_dir
+from finecliper.errors import FineCLIPERError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_demo_backbone.py"
+NOUNS = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
+ADJECTIVES = ("happy", "sad", "angry", "surprised", "disgusted", "fearful")
+
+
+@pytest.fixture(scope="module")
+def backbone() -> tuple[CLIPModel, CLIPTokenizer]:
+    directory = demo_backbone_dir()
+    return CLIPModel.from_pretrained(directory).eval(), CLIPTokenizer.from_pretrained(directory)
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("pretrain_demo_backbone", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_directory_is_complete_and_small():
+    directory = demo_backbone_dir()
+    assert all((directory / name).is_file() for name in DEMO_BACKBONE_FILES)
+    size = sum(file.stat().st_size for file in directory.rglob("*") if file.is_file())
+    assert size < 10 * 2**20, f"demo backbone is {size / 2**20:.1f} MiB"
+
+
+def test_incomplete_directory_names_missing_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets_paths, "assets_dir", lambda: tmp_path)
+    with pytest.raises(FineCLIPERError, match="missing: no directory"):
+        demo_backbone_dir()
+    (tmp_path / "demo_backbone").mkdir()
+    (tmp_path / "demo_backbone" / "config.json").write_text("{}")
+    with pytest.raises(FineCLIPERError, match=r"incomplete: missing model\.safetensors"):
+        demo_backbone_dir()
+
+
+def test_tokenizer_matches_text_tower(backbone):
+    model, tokenizer = backbone
+    text = model.config.text_config
+    assert len(tokenizer) == text.vocab_size
+    assert tokenizer.model_max_length == text.max_position_embeddings
+    # The text tower pools the first <|endoftext|>; id 2 would trigger transformers' legacy path.
+    assert tokenizer.eos_token_id == text.eos_token_id != 2
+    assert tokenizer.bos_token_id == text.bos_token_id
+
+
+@pytest.mark.parametrize(
+    "template", ["A person with an expression of {}.", "A person with an expression of no {}."]
+)
+def test_label_prompts_are_real_tokens(backbone, template):
+    _, tokenizer = backbone
+    for noun in NOUNS:
+        sentence = template.format(noun)
+        ids = tokenizer(sentence).input_ids
+        assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+        inner = ids[1:-1]
+        assert tokenizer.unk_token_id not in inner  # unk is <|endoftext|> in CLIP
+        assert tokenizer.convert_ids_to_tokens(inner)[-2] == f"{noun}</w>"
+        decoded = tokenizer.decode(ids, skip_special_tokens=True).replace(" .", ".")
+        assert decoded == sentence.lower()
+    for word in ADJECTIVES:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1
+
+
+def test_vocab_and_merges_files_give_the_same_tokenizer(backbone, tmp_path):
+    _, tokenizer = backbone
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copy(demo_backbone_dir() / name, tmp_path / name)
+    from_bpe_files = CLIPTokenizer.from_pretrained(tmp_path)
+    assert len(from_bpe_files) == len(tokenizer)
+    for sentence in (
+        "The inner brows rise; the jaw drops.",
+        "A person with an expression of no fear.",
+    ):
+        assert from_bpe_files(sentence).input_ids == tokenizer(sentence).input_ids
+
+
+def test_image_and_text_forward(backbone):
+    model, tokenizer = backbone
+    size = model.config.vision_config.image_size
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    prompts = [f"A person with an expression of {noun}." for noun in NOUNS]
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        out = model(
+            pixel_values=pixels, input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        )
+    assert out.image_embeds.shape == (2, model.config.projection_dim)
+    assert out.text_embeds.shape == (len(NOUNS), model.config.projection_dim)
+    assert out.logits_per_image.isfinite().all()
+    assert next(model.parameters()).dtype == torch.float32
+    # The trained text tower tells the class prompts apart.
+    similarity = out.text_embeds @ out.text_embeds.t()
+    assert similarity.fill_diagonal_(-1).max() < 0.99
+
+
+def test_towers_load_alone_with_their_projections(backbone):
+    model, _ = backbone
+    vision = CLIPVisionModelWithProjection.from_pretrained(demo_backbone_dir()).eval()
+    pixels = torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        alone = vision(pixel_values=pixels).image_embeds
+        inside = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+    torch.testing.assert_close(alone, inside)
+
+
+def test_metadata_records_the_pretraining():
+    metadata = json.loads((demo_backbone_dir() / "metadata.json").read_text())
+    pretraining = metadata["pretraining"]
+    assert pretraining["data_seed"] != 0  # never the demo's data
+    first, last = pretraining["losses"][0], pretraining["losses"][-1]
+    for name in ("contrastive", "parsing", "landmarks", "text"):
+        assert last[name] < first[name], name
+    assert {"text_to_clip_top1", "clip_to_text_top5"} <= set(metadata["retrieval"])
+    assert "pretrained_mean_pooled" in metadata["probe"]
+
+
+def test_bpe_learner_merges_frequent_words_whole(script):
+    counts = Counter({"brow": 5, "brows": 3, "jaw": 1})
+    merges = script.learn_merges(counts, max_merges=100)
+    vocab = script.build_vocab(merges)
+    assert "brow</w>" in vocab and "brows</w>" in vocab
+    assert "jaw</w>" not in vocab  # seen once: below min_frequency
+    assert len(vocab) == 512 + len(set(a + b for a, b in merges)) + 2
+    assert list(vocab)[-2:] == ["<|startoftext|>", "<|endoftext|>"]
+
+
+def test_trained_tokenizer_round_trips(script):
+    texts = ["The outer brows lift and the lips part.", "Lips press; the brows lower."] * 3
+    tokenizer = script.train_tokenizer(texts, context_length=32)
+    ids = tokenizer(texts[0]).input_ids
+    assert tokenizer.convert_ids_to_tokens(ids[1:4]) == ["the</w>", "outer</w>", "brows</w>"]
+    unseen = tokenizer("Zygomatic 7 ☺").input_ids  # falls back to bytes, never unknown
+    assert tokenizer.unk_token_id not in unseen[1:-1]
+    assert tokenizer.decode(unseen, skip_special_tokens=True) == "zygomatic 7 ☺"

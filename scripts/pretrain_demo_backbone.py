@@ -9,7 +9,9 @@ seed (1234) than the demo's (0), so the demo's clips are never seen.
 Objectives (all on the same forward pass of a few frames per clip):
 
 - CLIP's symmetric contrastive loss between the frame stack (mean of its unit frame
-  embeddings) and the clip's movement description; a share of the captions are class prompts
+  embeddings) and one of the clip's two movement descriptions, drawn per sample: SynthDFER's
+  own (in the role of the MLLM's) or the landmark template backend's (the text ``predict``
+  makes for new videos, and the demo trains with); a share of the captions are class prompts
   ("A person with an expression of happiness."), the stand-in for the emotion words CLIP met on
   the web, without which the label words of the PN descriptors would be untrained embeddings.
 - Face read-outs from the generator's ground truth, with heads used only here: the parsing
@@ -79,6 +81,7 @@ from finecliper.errors import FineCLIPERError
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.face.schema import NUM_LANDMARKS, PARSING_CLASSES
 from finecliper.io import write_json, write_text
+from finecliper.text.backends.template import describe_landmarks
 from finecliper.train.metrics import classification_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -291,6 +294,7 @@ class ClipSet:
     frames: torch.Tensor
     labels: np.ndarray
     texts: list[str]
+    template_texts: list[str]
     splits: list[str]
     classes: tuple[str, ...]
     aus: torch.Tensor | None = None
@@ -304,6 +308,7 @@ class ClipSet:
             frames=self.frames[index],
             labels=self.labels[rows],
             texts=[self.texts[i] for i in rows],
+            template_texts=[self.template_texts[i] for i in rows],
             splits=[self.splits[i] for i in rows],
             classes=self.classes,
             aus=None if self.aus is None else self.aus[index],
@@ -342,8 +347,9 @@ def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = Fal
     missing = [record.clip_id for record in records if record.clip_id not in descriptions]
     if missing:
         raise FineCLIPERError(f"{root}: {len(missing)} clips have no description: {missing[0]}")
-    frames, truth = [], []
+    frames, truth, template_texts = [], [], []
     for record in tqdm(records, desc=f"decoding {root.name}", unit="clip"):
+        template_texts.append(_template_description(record.path.parent))
         indices = segment_indices(record.num_frames or 16, 16, train=False)
         stack = frames_to_tensor(read_frames(record.path, indices))
         if stack.shape[-2:] != (size, size):
@@ -362,6 +368,7 @@ def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = Fal
         frames=torch.stack(frames),
         labels=np.asarray([record.label for record in records]),
         texts=[descriptions[record.clip_id] for record in records],
+        template_texts=template_texts,
         splits=[record.split for record in records],
         classes=index.classes,
         aus=aus,
@@ -387,6 +394,16 @@ def _read_ground_truth(
         torch.from_numpy(parsing[rows]),
         torch.from_numpy(landmarks[rows].astype(np.float32)),
     )
+
+
+def _template_description(clip_dir: Path) -> str:
+    """What the landmark template backend (``finecliper describe --backend template``, and
+    ``predict`` on new videos) says about the clip, from its ground-truth landmarks."""
+    try:
+        points = np.load(clip_dir / "landmarks.npy").astype(np.float64)
+    except (OSError, ValueError) as exc:
+        raise FineCLIPERError(f"{clip_dir}: unreadable landmarks.npy ({exc})") from exc
+    return describe_landmarks(points[~np.isnan(points).any(axis=(1, 2))])
 
 
 def _read_descriptions(path: Path) -> dict[str, str]:
@@ -455,7 +472,7 @@ class Captions:
 
     ids: torch.Tensor
     mask: torch.Tensor
-    description_of_clip: torch.Tensor  # (N,) caption row of each clip's description
+    description_of_clip: torch.Tensor  # (N, 2) caption rows: dataset and template description
     prompts_of_clip: torch.Tensor  # (N, 2) caption rows of each clip's class prompts
     prompt_rows: torch.Tensor  # (2C,) caption rows of the prompts
     prompt_movement: torch.Tensor  # (2C, AUs) mean movement of each prompt's class
@@ -467,7 +484,7 @@ class Captions:
 
 
 def build_captions(tokenizer: CLIPTokenizer, clips: ClipSet) -> Captions:
-    unique = sorted(set(clips.texts))
+    unique = sorted(set(clips.texts) | set(clips.template_texts))
     position = {text: i for i, text in enumerate(unique)}
     prompts = _prompts(POSITIVE_TEMPLATE, prompt_nouns(clips.classes))
     prompts += _prompts(ADJECTIVE_TEMPLATE, prompt_adjectives(clips.classes))
@@ -479,7 +496,12 @@ def build_captions(tokenizer: CLIPTokenizer, clips: ClipSet) -> Captions:
     return Captions(
         ids=ids,
         mask=mask,
-        description_of_clip=torch.tensor([position[text] for text in clips.texts]),
+        description_of_clip=torch.tensor(
+            [
+                [position[a], position[b]]
+                for a, b in zip(clips.texts, clips.template_texts, strict=True)
+            ]
+        ),
         prompts_of_clip=torch.stack([len(unique) + label, len(unique) + num_classes + label], 1),
         prompt_rows=torch.arange(len(unique), len(unique) + len(prompts)),
         prompt_movement=class_movement.repeat(2, 1),
@@ -642,16 +664,15 @@ def _step_losses(
     parsing_logits = heads.parsing_logits(tokens.last_hidden_state[:, 1:])
     points = sample.landmarks.flatten(0, 1).flatten(1) / (pixels.shape[-1] / 2) - 1
     seen = torch.isfinite(points)  # frames without a face have NaN landmarks
-    # Each sample is paired with its description, or for a share with its class prompt.
+    # Each sample is paired with one of its two descriptions (the dataset's, in the role of the
+    # MLLM's, or the landmark template's), or for a share with its class prompt.
     use_prompt = torch.rand(len(batch), generator=generator) < settings.prompt_fraction
     which = torch.randint(0, 2, (len(batch),), generator=generator)
-    caption = torch.where(
-        use_prompt,
-        captions.prompts_of_clip[batch, which],
-        captions.description_of_clip[batch],
-    )
+    style = torch.randint(0, 2, (len(batch),), generator=generator)
+    description = captions.description_of_clip[batch, style]
+    caption = torch.where(use_prompt, captions.prompts_of_clip[batch, which], description)
     motion = motion_embeddings(features.view(*frame_index.shape, -1))
-    text_rows = torch.cat([captions.description_of_clip[batch], captions.prompt_rows])
+    text_rows = torch.cat([description, captions.prompt_rows])
     text_targets = torch.cat([clip_movement(clips.aus[batch]), captions.prompt_movement])
     return {
         "contrastive": _contrastive_loss(model, captions, motion, caption),
@@ -701,11 +722,14 @@ def frame_embeddings(model: CLIPModel, frames: torch.Tensor, batch_clips: int = 
 
 @torch.inference_mode()
 def description_features(
-    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet
+    model: CLIPModel, tokenizer: CLIPTokenizer, clips: ClipSet, *, template: bool = False
 ) -> torch.Tensor:
-    """Projected (not normalised) text embeddings of the clips' descriptions."""
+    """Projected (not normalised) text embeddings of the clips' dataset (or template)
+    descriptions."""
     model.eval()
-    return text_features(model, *tokenize(tokenizer, clips.texts))
+    return text_features(
+        model, *tokenize(tokenizer, clips.template_texts if template else clips.texts)
+    )
 
 
 @torch.inference_mode()
@@ -936,8 +960,10 @@ def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
     clips = load_synth(root, shape.image_size, ground_truth=True)
     train_index, held_index = held_out_split(len(clips.ids), 0.1, args.seed)
     train_clips, held_clips = clips.subset(train_index), clips.subset(held_index)
-    tokenizer = train_tokenizer(train_clips.texts, shape.context_length)
-    lengths = [len(ids) for ids in tokenizer(clips.texts).input_ids]
+    tokenizer = train_tokenizer(
+        train_clips.texts + train_clips.template_texts, shape.context_length
+    )
+    lengths = [len(ids) for ids in tokenizer(clips.texts + clips.template_texts).input_ids]
     model = build_model(shape, tokenizer, args.seed)
     settings = TrainSettings(
         steps=args.steps,
@@ -1014,6 +1040,12 @@ def run_probe(args: argparse.Namespace, shape: Shape) -> dict:
         },
         "pretrained_text": linear_probe(clips, description_features(model, tokenizer, clips)),
         "random_init_text": linear_probe(clips, description_features(untrained, tokenizer, clips)),
+        "pretrained_template_text": linear_probe(
+            clips, description_features(model, tokenizer, clips, template=True)
+        ),
+        "random_init_template_text": linear_probe(
+            clips, description_features(untrained, tokenizer, clips, template=True)
+        ),
         "zero_shot_all_clips": zero_shot(model, tokenizer, clips, features),
     }
     metadata = json.loads((args.out / "metadata.json").read_text(encoding="utf-8"))

@@ -921,13 +921,15 @@ def readme(metadata: dict) -> str:
         f"generated with seed {pre['data_seed']} ({pre['data_clips']} clips); the demo uses seed "
         "0, so its clips are never seen.",
         "",
-        "Pre-training: CLIP's symmetric contrastive loss between a clip's motion embedding (mean "
-        "unit embedding of later frames minus that of its first frame) and its movement "
-        "description or class prompt, plus read-outs of the generator's ground truth used only "
-        "for pre-training (parsing classes per 4x4-pixel cell from the patch tokens; landmarks "
-        "and action units from the image embedding; the clip's movement from the description's "
-        "text embedding). Frames get the demo's crop-and-flip transform; a share are shown as "
-        "the parsing and landmark renderings of the demo's middle-level streams.",
+        "Pre-training: CLIP's symmetric contrastive loss between a clip's motion embedding "
+        "(mean unit embedding of later frames minus that of its first frame) and one of its two"
+        " movement descriptions (SynthDFER's own, or the landmark template backend's, the text "
+        "`predict` and the demo use) or a class prompt, plus read-outs of the generator's "
+        "ground truth used only for pre-training (parsing classes per 4x4-pixel cell from the "
+        "patch tokens; landmarks and action units from the image embedding; the clip's movement"
+        " from the description's text embedding). Frames get the demo's crop-and-flip "
+        "transform; a share are shown as the parsing and landmark renderings of the demo's "
+        "middle-level streams.",
         "",
         "Load with `CLIPModel.from_pretrained(dir)` and `CLIPTokenizer.from_pretrained(dir)` "
         "(`finecliper.assets_paths.demo_backbone_dir()` gives `dir`); images are RGB, "

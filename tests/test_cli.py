@@ -44,3 +44,13 @@ def test_user_errors_exit_cleanly_without_traceback(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("finecliper: error:")
     assert "Traceback" not in err
+
+
+def test_preset_help_names_every_preset(capsys):
+    from finecliper.config import PRESET_DIR
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for preset in PRESET_DIR.glob("*.yaml"):
+        assert preset.stem in help_text

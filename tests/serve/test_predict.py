@@ -22,16 +22,17 @@ from serve_fixtures import (
     write_video,
 )
 
-from finecliper.assets_paths import assets_dir
+from finecliper.assets_paths import DEMO_BACKBONE_NAME
+from finecliper.data.classes import DFEW_CLASSES
 from finecliper.data.records import ClipRecord
 from finecliper.data.transforms import ClipTransform
 from finecliper.data.video import read_frames
 from finecliper.errors import FineCLIPERError
 from finecliper.face.pipeline import FacesSettings, FaceTools, process_clip
 from finecliper.serve import commands
+from finecliper.serve import predictor as predictor_module
 from finecliper.serve.annotate import output_size, write_outputs
 from finecliper.serve.predictor import (
-    DEMO_CHECKPOINT,
     PredictionResult,
     Predictor,
     demo_checkpoint_path,
@@ -40,6 +41,7 @@ from finecliper.serve.windows import parse_span, window_ranges
 from finecliper.text.backends import BackendOptions
 from finecliper.text.backends.template import TemplateBackend
 from finecliper.train.batch import to_model_inputs
+from finecliper.train.checkpoint import read_checkpoint_info
 from finecliper.train.dataset import ClipDataset, cache_middle_locator, collate_clips
 
 MODALITIES = ["video", "parsing", "landmark", "text"]
@@ -233,16 +235,36 @@ def test_truncated_video_keeps_its_frames(predictor: Predictor, tmp_path: Path) 
     assert "decoding stopped early" in result.to_dict()["problems"][0]
 
 
-def test_bundled_checkpoint(synth_clip: Path) -> None:
-    """Without --checkpoint the bundled one is used; until it ships, the error says so."""
-    if not (assets_dir() / DEMO_CHECKPOINT).is_file():
-        with pytest.raises(FineCLIPERError, match="bundled demo checkpoint is missing"):
-            Predictor.from_checkpoint(device="cpu")
-        return
-    with Predictor.from_checkpoint(device="cpu") as bundled:
-        result = bundled.predict(synth_clip)
-    check_distribution(result.probabilities, list(result.classes))
-    assert result.settings["checkpoint"] == str(demo_checkpoint_path())
+def test_bundled_checkpoint_is_portable() -> None:
+    """The shipped checkpoint names the bundled backbone and no path of the machine it was
+    trained on, and records the demo run it came from."""
+    config, classes, extra = read_checkpoint_info(demo_checkpoint_path())
+    assert config.model.backbone == DEMO_BACKBONE_NAME and config.model.variant == "full"
+    assert config.data.root is None and config.data.descriptions is None
+    assert classes == DFEW_CLASSES
+    assert extra["bundled_from"] == "finecliper demo" and extra["demo_test_uar"] >= 0.8
+
+
+def test_cli_predict_uses_the_bundled_checkpoint(
+    astronaut_video: Path, synth_clip: Path, tmp_path: Path, capsys
+) -> None:
+    """No --checkpoint: the bundled one predicts a real-photo video and a SynthDFER clip."""
+    videos = [str(astronaut_video), str(synth_clip)]
+    code = run_cli(["predict", *videos, "--device", "cpu", "--json", "--out", str(tmp_path)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [line["video"] for line in lines] == videos
+    for line in lines:
+        check_distribution(line["probabilities"], line["classes"])
+        check_timeline_covers(line, line["duration_s"])
+        assert line["settings"]["checkpoint"] == str(demo_checkpoint_path())
+        assert line["face_found"] and line["description"]
+        assert Path(line["outputs"]["annotated_video"]).is_file()
+
+
+def test_missing_bundled_checkpoint_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(predictor_module, "assets_dir", lambda: tmp_path)
+    with pytest.raises(FineCLIPERError, match="bundled demo checkpoint is missing"):
+        Predictor.from_checkpoint(device="cpu")
 
 
 def test_bad_options(tiny_checkpoint: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-PRESET_HELP = "a preset name (dfew, ferv39k, mafw, custom, synth) or a YAML file"
+PRESET_HELP = "a preset name (dfew, ferv39k, mafw, custom, synth, demo) or a YAML file"
 OVERRIDE_HELP = "config overrides as section.key=value, e.g. data.root=/data/DFEW data.fold=2"
 
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
+import torch
+from PIL import Image
+
 from finecliper.data.readers import read_dataset
+from finecliper.data.records import ClipRecord
 from finecliper.data.transforms import ClipTransform
-from finecliper.train.dataset import ClipDataset, collate_clips, synth_middle_locator
+from finecliper.train.dataset import (
+    ClipDataset,
+    cache_middle_locator,
+    collate_clips,
+    synth_middle_locator,
+)
 
 
 def dataset(root, train=False):
@@ -45,3 +56,36 @@ def test_damaged_middle_data_is_a_recorded_failure(tmp_path, tiny_synth):
     assert "damaged" in item["error"] and clips.records[0].clip_id in item["error"]
     batch = collate_clips([item, clips[1]])
     assert [index for index, _ in batch.failed] == [0] and len(batch.labels) == 1
+
+
+def test_cache_of_a_frame_subset_lines_up_with_its_frames(tmp_path):
+    """`prepare faces --max-frames` on face-crop folders keeps every other frame here: the
+    sampled frames must be the ones the landmark rows were measured on."""
+    folder = tmp_path / "clip" / "frames"
+    folder.mkdir(parents=True)
+    for frame in range(12):  # frame k is uniformly grey 20 * k
+        Image.fromarray(np.full((16, 16, 3), 20 * frame, np.uint8)).save(
+            folder / f"{frame:03d}.png"
+        )
+    kept = list(range(0, 12, 2))
+    cached = tmp_path / "cache" / "clips" / "c1"
+    cached.mkdir(parents=True)
+    points = np.zeros((len(kept), 68, 2), np.float32)
+    points[:, :, 0] = np.asarray(kept)[:, None]  # each row remembers its source frame
+    np.save(cached / "landmarks.npy", points)
+    np.savez_compressed(cached / "parsing.npz", maps=np.zeros((len(kept), 16, 16), np.uint8))
+    status = {"status": "ok", "frames": len(kept), "frames_dir": None, "source_indices": kept}
+    (cached / "status.json").write_text(json.dumps(status))
+    record = ClipRecord("c1", folder, 0, "train", num_frames=12)
+    clips = ClipDataset(
+        [record],
+        transform=ClipTransform(16, train=False),
+        num_frames=4,
+        train=False,
+        middle=cache_middle_locator(tmp_path / "cache"),
+    )
+    item = clips[0]
+    source_frame = item["landmarks"][:, 0, 0]
+    grey = item["frames"].float().mean(dim=(1, 2, 3))
+    assert set(source_frame.tolist()) <= set(kept)
+    assert torch.allclose(grey, 20 * source_frame, atol=2)

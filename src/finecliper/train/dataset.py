@@ -32,6 +32,9 @@ class ClipMiddle:
 
     folder: Path
     frames: Path | None = None  # raw videos: the cache's crops, in the landmarks' pixels
+    # Uncropped clips: the source frame of each row of the arrays (fewer than the clip's frames
+    # when the cache was made with --max-frames); None: row i is frame i.
+    source_indices: tuple[int, ...] | None = None
 
 
 MiddleLocator = Callable[[ClipRecord], ClipMiddle | None]
@@ -71,8 +74,10 @@ def cache_middle_locator(cache: Path) -> MiddleLocator:
         status = read_status(folder)
         if status is None or status.get("status") != "ok":
             return None
-        frames = status.get("frames_dir")
-        return ClipMiddle(folder, folder / frames if frames else None)
+        if status.get("frames_dir"):
+            return ClipMiddle(folder, folder / status["frames_dir"])
+        indices = status.get("source_indices")
+        return ClipMiddle(folder, source_indices=tuple(indices) if indices else None)
 
     return locate
 
@@ -120,10 +125,12 @@ class ClipDataset(Dataset):
         record = self.records[index]
         generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
         middle = self.middle(record) if self.middle is not None else None
-        source = middle.frames if middle is not None and middle.frames else record.path
-        total = (record.num_frames if source == record.path else None) or count_frames(source)
+        source, rows = _frame_source(record, middle)
+        total = len(rows) if rows is not None else record.num_frames or count_frames(source)
+        # Sampled among the frames the middle-level arrays cover, so their rows line up.
         chosen = segment_indices(total, self.num_frames, train=self.train, generator=generator)
-        frames = frames_to_tensor(read_frames(source, chosen))
+        positions = [rows[i] for i in chosen] if rows is not None else chosen
+        frames = frames_to_tensor(read_frames(source, positions))
         parsing, landmarks = _middle_rows(middle, chosen, frames.shape[-2:])
         sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
         return {
@@ -134,6 +141,17 @@ class ClipDataset(Dataset):
             "landmarks": sample.landmarks,
             "description": self.descriptions.get(record.clip_id),
         }
+
+
+def _frame_source(
+    record: ClipRecord, middle: ClipMiddle | None
+) -> tuple[Path, tuple[int, ...] | None]:
+    """Where a clip's frames are read from, and the source frame of each middle-level row."""
+    if middle is None:
+        return record.path, None
+    if middle.frames is not None:
+        return middle.frames, None
+    return record.path, middle.source_indices
 
 
 def _middle_rows(

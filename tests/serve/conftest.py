@@ -67,15 +67,26 @@ def noise_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("videos") / "noise.mp4", frames, 10)
 
 
+@pytest.fixture(scope="session")
+def bundled_predictor() -> Iterator[Predictor]:
+    """The checkpoint that ships with the package (trained on SynthDFER)."""
+    with Predictor.from_checkpoint(device="cpu") as loaded:
+        yield loaded
+
+
 @pytest.fixture
 def running_server(predictor: Predictor, tmp_path: Path):
-    """Start servers on free ports (``make(**limits)``) with working folders in tmp_path."""
+    """Start servers on free ports (``make(**limits)``, the tiny checkpoint unless another
+    ``serving`` predictor is given) with working folders in tmp_path."""
     from finecliper.serve.web import ServeApp, ServeLimits
 
     servers: list[RunningServer] = []
 
-    def make(workdir: Path | None = None, **limits) -> RunningServer:
-        app = ServeApp(predictor, workdir or tmp_path / "work", ServeLimits(**limits))
+    def make(
+        workdir: Path | None = None, serving: Predictor | None = None, **limits
+    ) -> RunningServer:
+        work = workdir or tmp_path / "work"
+        app = ServeApp(serving or predictor, work, ServeLimits(**limits))
         servers.append(RunningServer(app))
         return servers[-1]
 

@@ -66,9 +66,12 @@ def upload(driver, path: Path) -> None:
     driver.find_element(By.ID, "submit").click()
 
 
-def test_upload_shows_prediction(browser, running_server, astronaut_video: Path, tmp_path) -> None:
-    server = running_server(max_duration_s=10.0)
+def test_upload_shows_prediction(
+    browser, running_server, bundled_predictor, astronaut_video: Path, tmp_path
+) -> None:
+    server = running_server(max_duration_s=10.0, serving=bundled_predictor)
     open_page(browser, server.url)
+    assert "trained on SynthDFER" in browser.find_element(By.ID, "demo-note").text
     upload(browser, astronaut_video)
     result = wait_visible(browser, "result")
     shown = browser.find_element(By.ID, "top-class").text
@@ -96,6 +99,7 @@ def test_upload_shows_prediction(browser, running_server, astronaut_video: Path,
 def test_bad_uploads_show_errors(browser, running_server, tmp_path) -> None:
     server = running_server(max_upload_bytes=100_000)
     open_page(browser, server.url)
+    assert not browser.find_element(By.ID, "demo-note").is_displayed()  # a checkpoint of ours
     fake = tmp_path / "holiday.mp4"
     fake.write_bytes(b"this is not a video" * 100)
     upload(browser, fake)

@@ -13,13 +13,13 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import av
 import numpy as np
 import torch
 from PIL import Image
 
+from finecliper.closing import Closing
 from finecliper.errors import FineCLIPERError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -168,7 +168,7 @@ class VideoFrame:
     image: np.ndarray
 
 
-class VideoReader:
+class VideoReader(Closing):
     """An open video file that streams its frames one at a time (long videos fit in memory).
 
     Use as a context manager; iterating yields ``VideoFrame`` objects in presentation order.
@@ -232,17 +232,6 @@ class VideoReader:
 
     def close(self) -> None:
         self._container.close()
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_video(path: str | Path) -> VideoReader:

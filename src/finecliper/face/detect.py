@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from finecliper.closing import Closing
 from finecliper.face.landmarks import check_rgb, import_solutions, mediapipe_version
 
 
@@ -45,7 +45,7 @@ class FaceBox:
         return inter / union if union > 0 else 0.0
 
 
-class FaceDetector:
+class FaceDetector(Closing):
     """BlazeFace full-range model, with the short-range model as a second try.
 
     The full-range model finds small and distant faces in wide shots; the short-range one is
@@ -86,17 +86,6 @@ class FaceDetector:
     def close(self) -> None:
         for model in self._models:
             model.close()
-
-    def __enter__(self) -> FaceDetector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _to_box(detection: Any, width: int, height: int) -> FaceBox:

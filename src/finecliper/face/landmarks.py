@@ -10,11 +10,12 @@ scales it.
 from __future__ import annotations
 
 import os
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from finecliper.closing import Closing
 from finecliper.errors import FineCLIPERError
 
 MESH_POINTS = 468
@@ -85,7 +86,7 @@ def check_rgb(image: np.ndarray, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-class MeshLandmarker:
+class MeshLandmarker(Closing):
     """MediaPipe Face Mesh on single images (``static_image_mode``: every frame on its own, so a
     clip's result never depends on where a run was interrupted or which frames were read)."""
 
@@ -134,14 +135,3 @@ class MeshLandmarker:
 
     def close(self) -> None:
         self._mesh.close()
-
-    def __enter__(self) -> MeshLandmarker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

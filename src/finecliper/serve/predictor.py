@@ -25,7 +25,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from finecliper.assets_paths import assets_dir
+from finecliper.closing import Closing
 from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import frames_to_tensor
 from finecliper.errors import ConfigError, FineCLIPERError
@@ -187,7 +187,7 @@ class _WindowOutput:
     description: str | None
 
 
-class Predictor:
+class Predictor(Closing):
     """A loaded checkpoint plus the face tools; ``predict`` is safe to call from threads (one
     video at a time)."""
 
@@ -276,17 +276,6 @@ class Predictor:
         if self._tools is not None:
             self._tools.close()
             self._tools = None
-
-    def __enter__(self) -> Predictor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---- the work ------------------------------------------------------------------------
 

@@ -132,7 +132,11 @@ def test_metadata_records_the_pretraining():
     for name in ("contrastive", "parsing", "landmarks", "text"):
         assert last[name] < first[name], name
     assert {"text_to_clip_top1", "clip_to_text_top5"} <= set(metadata["retrieval"])
-    assert "pretrained_mean_pooled" in metadata["probe"]
+    probe = metadata["probe"]
+    assert "pretrained_mean_pooled" in probe
+    # Pre-trained on both description styles: its text features beat random ones on each.
+    for text in ("text", "template_text"):
+        assert probe[f"pretrained_{text}"]["uar"] > probe[f"random_init_{text}"]["uar"]
 
 
 def test_bpe_learner_merges_frequent_words_whole(script):

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from finecliper.data.cli_args import add_dataset_arguments, reader_options
+
 if TYPE_CHECKING:
     from finecliper.bench.suite import BenchOptions
 
-DATASETS = ("dfew", "ferv39k", "mafw", "custom", "synth")
 VARIANTS = ("base", "mid", "high", "full")
 
 
@@ -28,8 +29,7 @@ def _register_pack(commands: argparse._SubParsersAction) -> None:
         "descriptions) into shards of large files that training reads by memory mapping, "
         "without per-frame files. Resumable: rerun with the same arguments to finish.",
     )
-    pack.add_argument("dataset", choices=DATASETS)
-    pack.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
+    add_dataset_arguments(pack, captions=True)
     pack.add_argument("--out", type=Path, required=True, help="pack folder")
     pack.add_argument(
         "--faces-cache", type=Path, default=None, help="output of `finecliper prepare faces`"
@@ -50,9 +50,6 @@ def _register_pack(commands: argparse._SubParsersAction) -> None:
     pack.add_argument("--quality", type=int, default=95, help="JPEG quality of encoded frames")
     pack.add_argument("--shard-clips", type=int, default=256, help="clips per shard")
     pack.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    pack.add_argument("--dfew-frames", choices=("clip_224x224", "clip_224x224_16f"), default=None)
-    pack.add_argument("--mafw-source", choices=("frames", "video"), default=None)
-    pack.add_argument("--mafw-captions", action="store_true")
     pack.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     pack.set_defaults(handler=_run_pack)
 
@@ -124,9 +121,7 @@ def _run_pack(args: argparse.Namespace) -> int:
     index = read_dataset(
         args.dataset,
         args.root,
-        dfew_frames=args.dfew_frames,
-        mafw_source=args.mafw_source,
-        mafw_captions=args.mafw_captions,
+        **reader_options(args),
     )
     descriptions = args.descriptions
     if descriptions is None and args.dataset == "synth":

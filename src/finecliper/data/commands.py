@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-DATASETS = ("dfew", "ferv39k", "mafw", "custom", "synth")
+from finecliper.data.cli_args import add_dataset_arguments, reader_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,27 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "problem with its path. Exit 0 when the layout was read (problems listed), 2 when ROOT "
         "is not that dataset's layout.",
     )
-    check.add_argument("dataset", choices=DATASETS)
-    check.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
+    add_dataset_arguments(check, captions=True)
     check.add_argument("--fold", type=int, default=None, help="only this fold (default: all)")
-    # None = not given: the reader's default applies, and another dataset's option is an error.
-    check.add_argument(
-        "--dfew-frames",
-        choices=("clip_224x224", "clip_224x224_16f"),
-        default=None,
-        help="DFEW frame folder to read (default clip_224x224: original length)",
-    )
-    check.add_argument(
-        "--mafw-source",
-        choices=("frames", "video"),
-        default=None,
-        help="MAFW aligned frame folders or mp4 clips (default frames)",
-    )
-    check.add_argument(
-        "--mafw-captions",
-        action="store_true",
-        help="read MAFW's single/with_caption lists (GBK captions)",
-    )
     check.add_argument(
         "--deep",
         action="store_true",
@@ -74,9 +55,7 @@ def _run_check(args: argparse.Namespace) -> int:
         args.dataset,
         args.root,
         fold=args.fold,
-        dfew_frames=args.dfew_frames,
-        mafw_source=args.mafw_source,
-        mafw_captions=args.mafw_captions,
+        **reader_options(args),
         deep=args.deep,
     )
     summary = summarize(index)

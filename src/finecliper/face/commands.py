@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import get_args
 
-from finecliper.data.config import DatasetName
+from finecliper.data.cli_args import add_dataset_arguments, reader_options
 from finecliper.errors import ConfigError
 
 
@@ -29,8 +28,7 @@ def _register_faces(actions: argparse._SubParsersAction) -> None:
         "rerun skips finished clips. The throughput (frames per second and per CPU second) is "
         "part of the summary.",
     )
-    faces.add_argument("dataset", choices=get_args(DatasetName))
-    faces.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
+    add_dataset_arguments(faces)
     faces.add_argument("--out", type=Path, required=True, help="cache folder")
     faces.add_argument("--fold", type=int, default=None, help="only this fold's clips")
     faces.add_argument("--shard", default="0/1", help="I/N: only clips with crc32(id) %% N == I")
@@ -53,18 +51,6 @@ def _register_faces(actions: argparse._SubParsersAction) -> None:
     faces.add_argument("--parser-weights", type=Path, default=None, help="parser weights file")
     faces.add_argument("--no-iris", action="store_true", help="468-point mesh without irises")
     faces.add_argument("--retry-failed", action="store_true", help="redo clips that failed")
-    faces.add_argument(
-        "--dfew-frames",
-        choices=("clip_224x224", "clip_224x224_16f"),
-        default="clip_224x224",
-        help="DFEW frame folder to read",
-    )
-    faces.add_argument(
-        "--mafw-source",
-        choices=("frames", "video"),
-        default="frames",
-        help="MAFW aligned frame folders, or the mp4 clips (then cropped to the followed face)",
-    )
     faces.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     faces.set_defaults(handler=_run_faces)
 
@@ -121,8 +107,7 @@ def _run_faces(args: argparse.Namespace) -> int:
         parser_weights=None if args.parser_weights is None else str(args.parser_weights),
         refine_landmarks=not args.no_iris,
     )
-    options = {"dfew_frames": args.dfew_frames, "mafw_source": args.mafw_source}
-    index = read_dataset(args.dataset, args.root, fold=args.fold, **options)
+    index = read_dataset(args.dataset, args.root, fold=args.fold, **reader_options(args))
     summary = run_faces(
         unique_records(index),
         args.out,

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-DATASETS = ("dfew", "ferv39k", "mafw", "custom", "synth")
+from finecliper.data.cli_args import add_dataset_arguments, reader_options
+
 BACKEND_NAMES = ("video-llava", "qwen2-vl", "openai-compatible", "template")
 JUDGE_BACKENDS = ("video-llava", "qwen2-vl", "openai-compatible")
 
@@ -45,8 +46,7 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         "Training clips see their label (the paper's prompt); test clips do not, unless "
         "--labels all.",
     )
-    parser.add_argument("dataset", choices=DATASETS)
-    parser.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
+    add_dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output JSONL file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="video-llava")
     _add_backend_options(parser)
@@ -78,10 +78,6 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         "SynthDFER lays it out; for real data the `prepare faces` cache)",
     )
     parser.add_argument("--workers", type=int, default=4, help="frame-loading threads")
-    parser.add_argument(
-        "--dfew-frames", choices=("clip_224x224", "clip_224x224_16f"), default="clip_224x224"
-    )
-    parser.add_argument("--mafw-source", choices=("frames", "video"), default="frames")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     parser.set_defaults(handler=_run_describe)
 
@@ -152,8 +148,7 @@ def _run_describe(args: argparse.Namespace) -> int:
         args.dataset,
         args.root,
         fold=args.fold,
-        dfew_frames=args.dfew_frames,
-        mafw_source=args.mafw_source,
+        **reader_options(args),
     )
     options = _backend_options(args)
     if args.backend == "template" and options.landmarks_root is None:

@@ -188,13 +188,20 @@ def test_checks_apply_the_issues_targets_at_its_settings() -> None:
              "train_peak_gib": 30.0},
         ],
     }  # fmt: skip
-    pipeline = {"results": [{"source": "pack-jpeg", "image_size": 112, "clips_per_cpu_s": 61.0}]}
+    pipeline = {
+        "results": [
+            {"source": "pack-jpeg", "image_size": 112, "clips_per_cpu_s": 61.0},
+            {"source": "pack-raw", "image_size": 112, "clips_per_cpu_s": 70.0},
+            {"source": "pack-jpeg", "image_size": 224, "clips_per_cpu_s": 41.0},
+        ]
+    }
     latency = {"results": [{"variant": "base", "ratio": 1.02}]}
     found = checks(
         report_with({**target, "batch": 32}, step=step, pipeline=pipeline, latency=latency)
     )
     assert {c.name: c.ok for c in found} == {
         "pipeline_per_worker_112": True,
+        "pipeline_per_worker_224": False,
         "latency_ratio_base": True,
         "speedup_over_naive_base": True,
         "speedup_over_naive_full": False,
@@ -204,7 +211,8 @@ def test_checks_apply_the_issues_targets_at_its_settings() -> None:
     }
     tiny = {**target, "backbone": "tiny", "batch": 32}
     assert [c.name for c in checks(report_with(tiny, step=step, pipeline=pipeline))] == [
-        "pipeline_per_worker_112"  # model figures of another backbone are not checked
+        "pipeline_per_worker_112",  # model figures of another backbone are not checked
+        "pipeline_per_worker_224",
     ]
 
 

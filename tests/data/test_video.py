@@ -4,6 +4,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from finecliper.data.sampling import segment_indices
@@ -211,8 +212,9 @@ def test_empty_folder_and_bad_indices(tmp_path):
         read_frames(folder, [])
 
 
-def test_frames_to_tensor_is_channels_first():
+def test_frames_to_tensor_is_channels_first_in_channels_last_memory():
     frames = np.stack([numbered_frame(3), numbered_frame(4)])
     tensor = frames_to_tensor(frames)
-    assert tensor.shape == (2, 3, SIZE, SIZE) and tensor.is_contiguous()
+    assert tensor.shape == (2, 3, SIZE, SIZE)
+    assert tensor.is_contiguous(memory_format=torch.channels_last)
     assert tensor[1, :, 0, 0].tolist() == [32, 40, 200]

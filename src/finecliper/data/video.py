@@ -81,8 +81,14 @@ def _existing(path: str | Path) -> Path:
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 numpy frames -> contiguous (T, 3, H, W) uint8 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+    """(T, H, W, 3) uint8 numpy frames -> (T, 3, H, W) uint8 tensor in channels-last layout.
+
+    A view of ``frames`` where it can be (the pixel-interleaved layout is the one the resize and
+    the renderers are fastest on); a copy when ``frames`` is read-only or not contiguous.
+    """
+    if not (frames.flags.c_contiguous and frames.flags.writeable):
+        frames = np.array(frames, order="C")
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)
 
 
 def _check_indices(path: Path, indices: Sequence[int], available: int) -> None:

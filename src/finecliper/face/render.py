@@ -32,12 +32,17 @@ def _check_images(frames: torch.Tensor) -> None:
         )
 
 
-def _colour_table(device: torch.device) -> torch.Tensor:
-    """int16 (256, 3) class colours; ids beyond the known classes map to black."""
-    table = torch.zeros(256, 3, dtype=torch.int16, device=device)
-    colours = [PARSING_COLOURS[name] for name in PARSING_CLASSES]
-    table[: len(colours)] = torch.tensor(colours, dtype=torch.int16, device=device)
-    return table
+def _class_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (256, 3) tables: class colours, and 255 for the painted classes (0 elsewhere).
+
+    Ids beyond the known classes, like the background, are not painted.
+    """
+    colours = torch.zeros(256, 3, dtype=torch.uint8, device=device)
+    known = [PARSING_COLOURS[name] for name in PARSING_CLASSES]
+    colours[: len(known)] = torch.tensor(known, dtype=torch.uint8, device=device)
+    painted = torch.zeros(256, 3, dtype=torch.uint8, device=device)
+    painted[1 : len(known)] = 255
+    return colours, painted
 
 
 def render_parsing(frames: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -47,11 +52,15 @@ def render_parsing(frames: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         raise FineCLIPERError(
             f"parsing maps {tuple(maps.shape)} do not match frames {tuple(frames.shape)}"
         )
-    colour = _colour_table(frames.device)[maps.long()].movedim(-1, -3)
-    face = ((maps > 0) & (maps < len(PARSING_CLASSES))).unsqueeze(-3)
-    pixels = frames.to(torch.int16)
-    blended = (pixels + colour + 1) // 2  # rounded mean; int16 holds 255 + 255 + 1
-    return torch.where(face, blended, pixels).to(torch.uint8)
+    # Everything stays uint8 and pixel-interleaved (channels-last, as the transforms leave the
+    # frames): a table gather and four bitwise ops, several times faster than int16 maths.
+    ids = maps.reshape(-1).long()
+    pixel_rows = (*maps.shape, 3)
+    colours, painted = _class_tables(frames.device)
+    colour = colours.index_select(0, ids).view(pixel_rows).movedim(-1, -3)
+    select = painted.index_select(0, ids).view(pixel_rows).movedim(-1, -3)
+    blended = (frames | colour) - ((frames ^ colour) >> 1)  # ceil((a + b) / 2), no overflow
+    return (blended & select) | (frames & ~select)
 
 
 def landmark_radius(height: int) -> int:
@@ -77,7 +86,7 @@ def render_landmarks(
     targets = _dot_pixels(points.reshape(count, -1, 2), height, width, radius)
     canvas[targets] = torch.tensor(LANDMARK_COLOUR, dtype=torch.uint8, device=frames.device)
     images = canvas[:-1].reshape(count, height, width, 3).permute(0, 3, 1, 2)
-    return images.reshape(frames.shape).contiguous()
+    return images.reshape(frames.shape)  # channels-last, like the transformed frames
 
 
 def _dot_pixels(points: torch.Tensor, height: int, width: int, radius: int) -> torch.Tensor:

@@ -138,6 +138,8 @@ def test_pipeline_measures_both_packs_and_the_files(tmp_path: Path) -> None:
     assert sources == ["pack-jpeg", "pack-raw", "files"]
     jpeg, raw, _ = report.results
     assert all(r.clips_per_cpu_s > 0 and r.middle_fraction == 1.0 for r in report.results)
+    # Leaving the rendering out can only raise the rate; it is the same clips' CPU time.
+    assert all(r.clips_per_cpu_s_no_render > r.clips_per_cpu_s for r in report.results)
     assert raw.bytes_per_clip > jpeg.bytes_per_clip
     assert report.loader is None
 

@@ -1,11 +1,13 @@
 """Data-pipeline throughput per CPU worker for the ``full`` inputs, from the packed cache.
 
-One worker's work per training clip, as a DataLoader worker does it (one torch thread): read the
+One worker's work per training clip, in a process set up as a training DataLoader worker is
+(one torch thread, freed buffers kept for reuse: ``finecliper.train.workers``): read the
 16 sampled frames from the pack (JPEG decode, or none for raw frames), their parsing maps and
 landmarks and the description, apply the joint random crop and flip (``ClipTransform``), and,
 for this figure, render the parsing and landmark images on the CPU (training renders them on
 the GPU, in batch). Reported per source: clips/s of wall time, clips per CPU second (the
-per-core capacity, which other load on the machine does not change), and the median CPU
+per-core capacity, which other load on the machine changes less), the same without the
+rendering (what a worker delivers when the GPU renders), and the median CPU
 milliseconds per clip of reading alone, of the whole sample (reading + transform) and of
 rendering. The same work from the unpacked files (``ClipDataset``) is measured for comparison.
 
@@ -19,14 +21,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from finecliper.bench.latency import torch_threads
 from finecliper.data.pack import PackedClipDataset, PackedClips, PackSettings, PackSources
 from finecliper.data.records import ClipRecord
 from finecliper.data.sampling import segment_indices
@@ -34,20 +36,26 @@ from finecliper.data.transforms import ClipTransform
 from finecliper.errors import FineCLIPERError
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.train.dataset import ClipDataset, collate_clips, synth_middle_locator
+from finecliper.train.workers import init_benchmark_worker, init_worker
 
 
 @dataclass
-class PipelineResult:
+class WorkerRates:
+    clips_per_s: float  # wall time, rendering included
+    clips_per_cpu_s: float  # CPU time, rendering included: the all-on-the-CPU capacity
+    clips_per_cpu_s_no_render: float  # CPU time of the dataset items alone (GPU rendering)
+    sample_ms: float  # median CPU ms of one dataset item
+    render_ms: float  # median CPU ms of rendering one item's parsing and landmark images
+    middle_fraction: float  # items that had parsing and landmarks
+
+
+@dataclass
+class PipelineResult(WorkerRates):
     source: str  # pack-jpeg, pack-raw or files
     image_size: int
     frames: int
     clips: int  # samples measured
-    clips_per_s: float
-    clips_per_cpu_s: float
     read_ms: float | None  # CPU ms: frames + middle rows of one clip, decoded (packs only)
-    sample_ms: float  # CPU ms: the dataset item (reading + sampling + transform)
-    render_ms: float  # CPU ms: parsing + landmark images
-    middle_fraction: float  # samples that had parsing and landmarks
     bytes_per_clip: float | None  # pack size / clips (packs only)
 
 
@@ -88,8 +96,8 @@ def _render(item: dict) -> bool:
     return True
 
 
-def measure_worker(dataset: Dataset, clips: int) -> tuple[float, float, float, float, float]:
-    """(clips/s, clips per CPU second, sample and render CPU ms, middle fraction) of a worker."""
+def measure_worker(dataset: Dataset, clips: int) -> WorkerRates:
+    """What one worker delivers: ``clips`` dataset items, each rendered on the CPU."""
     _render(dataset[0])  # warm-up: lazily mapped files, first-call allocations
     sample_times, render_times, with_middle = [], [], 0
     wall, cpu = time.perf_counter(), time.process_time()
@@ -103,12 +111,13 @@ def measure_worker(dataset: Dataset, clips: int) -> tuple[float, float, float, f
         sample_times.append(middle - start)
         render_times.append(time.process_time() - middle)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return (
-        clips / wall,
-        clips / cpu,
-        statistics.median(sample_times) * 1000,
-        statistics.median(render_times) * 1000,
-        with_middle / clips,
+    return WorkerRates(
+        clips_per_s=clips / wall,
+        clips_per_cpu_s=clips / cpu,
+        clips_per_cpu_s_no_render=clips / sum(sample_times),
+        sample_ms=statistics.median(sample_times) * 1000,
+        render_ms=statistics.median(render_times) * 1000,
+        middle_fraction=with_middle / clips,
     )
 
 
@@ -135,19 +144,15 @@ def benchmark_pack(
     """One worker over a pack, training transforms, descriptions from the pack."""
     dataset = _pack_dataset(root, records, size, frames)
     pack = dataset.pack
-    rate, cpu_rate, sample_ms, render_ms, middle = measure_worker(dataset, clips)
+    rates = measure_worker(dataset, clips)
     return PipelineResult(
         source=f"pack-{pack.frame_format}",
         image_size=size,
         frames=frames,
         clips=clips,
-        clips_per_s=rate,
-        clips_per_cpu_s=cpu_rate,
         read_ms=measure_reads(pack, frames, clips),
-        sample_ms=sample_ms,
-        render_ms=render_ms,
-        middle_fraction=middle,
         bytes_per_clip=_pack_bytes(root) / len(pack),
+        **asdict(rates),
     )
 
 
@@ -163,9 +168,15 @@ def benchmark_files(
         middle=synth_middle_locator,
         descriptions=descriptions,
     )
-    rate, cpu_rate, sample_ms, render_ms, middle = measure_worker(dataset, clips)
+    rates = measure_worker(dataset, clips)
     return PipelineResult(
-        "files", size, frames, clips, rate, cpu_rate, None, sample_ms, render_ms, middle, None
+        source="files",
+        image_size=size,
+        frames=frames,
+        clips=clips,
+        read_ms=None,
+        bytes_per_clip=None,
+        **asdict(rates),
     )
 
 
@@ -196,6 +207,7 @@ def measure_loader(
         num_workers=workers,
         collate_fn=collate_clips,
         prefetch_factor=4 if workers else None,
+        worker_init_fn=init_worker,
     )
     clips, started = 0, time.perf_counter()
     for count, collated in enumerate(loader):
@@ -235,6 +247,13 @@ def make_synth_packs(folder: Path, size: int, clips: int, frames: int) -> SynthP
 
 
 @contextmanager
+def _worker_process() -> Iterator[ProcessPoolExecutor]:
+    """One process set up as a training DataLoader worker is, for the per-worker figures."""
+    with ProcessPoolExecutor(max_workers=1, initializer=init_benchmark_worker) as pool:
+        yield pool
+
+
+@contextmanager
 def _workspace(folder: Path | None) -> Iterator[Path]:
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -260,23 +279,26 @@ def run_pipeline(
     frame size); with ``loader_workers``, also a DataLoader over the JPEG pack of the largest
     size (or over ``packed``)."""
     report = PipelineReport([])
-    with _workspace(workdir) as folder:
+    with _workspace(workdir) as folder, _worker_process() as worker:
         loader_pack: tuple[Path, list[ClipRecord], int] | None = None
-        with torch_threads(1):  # what a DataLoader worker runs with
-            if packed is not None:
-                records = _pack_records(packed)
-                size = int(PackedClips(packed).clips["height"].max())
-                report.results.append(benchmark_pack(packed, records, size, frames, clips))
-                loader_pack = (packed, records, size)
-            for size in sizes if packed is None else ():
-                progress(f"pipeline: SynthDFER at {size} px")
-                data = make_synth_packs(folder, size, synth_clips, frames)
-                for frame_format in ("jpeg", "raw"):
-                    pack = data.packs[frame_format]
-                    report.results.append(benchmark_pack(pack, data.records, size, frames, clips))
-                files = benchmark_files(data.records, data.descriptions, size, frames, clips)
-                report.results.append(files)
-                loader_pack = (data.packs["jpeg"], data.records, size)
+        if packed is not None:
+            records = _pack_records(packed)
+            size = int(PackedClips(packed).clips["height"].max())
+            job = worker.submit(benchmark_pack, packed, records, size, frames, clips)
+            report.results.append(job.result())
+            loader_pack = (packed, records, size)
+        for size in sizes if packed is None else ():
+            progress(f"pipeline: SynthDFER at {size} px")
+            data = make_synth_packs(folder, size, synth_clips, frames)
+            for frame_format in ("jpeg", "raw"):
+                pack = data.packs[frame_format]
+                job = worker.submit(benchmark_pack, pack, data.records, size, frames, clips)
+                report.results.append(job.result())
+            job = worker.submit(
+                benchmark_files, data.records, data.descriptions, size, frames, clips
+            )
+            report.results.append(job.result())
+            loader_pack = (data.packs["jpeg"], data.records, size)
         if loader_workers and loader_pack is not None:
             root, records, size = loader_pack
             progress(f"pipeline: DataLoader with {loader_workers} workers at {size} px")

@@ -383,7 +383,17 @@ def _format_step(step: dict[str, Any]) -> str:
 
 def _format_pipeline(pipeline: dict[str, Any]) -> str:
     table = _Table(
-        ["source", "px", "clips/s", "clips/CPU-s", "read", "sample", "render", "KB/clip"]
+        [
+            "source",
+            "px",
+            "clips/s",
+            "clips/CPU-s",
+            "no render",
+            "read",
+            "sample",
+            "render",
+            "KB/clip",
+        ]
     )
     for r in pipeline["results"]:
         size = None if r["bytes_per_clip"] is None else r["bytes_per_clip"] / 1024
@@ -393,6 +403,7 @@ def _format_pipeline(pipeline: dict[str, Any]) -> str:
                 str(r["image_size"]),
                 _number(r["clips_per_s"]),
                 _number(r["clips_per_cpu_s"]),
+                _number(r["clips_per_cpu_s_no_render"]),
                 _number(r["read_ms"], 2),
                 _number(r["sample_ms"], 2),
                 _number(r["render_ms"], 2),
@@ -400,8 +411,9 @@ def _format_pipeline(pipeline: dict[str, Any]) -> str:
             ]
         )
     text = (
-        "data pipeline, one worker (one thread), full inputs; read, sample and render in CPU ms "
-        f"per clip:\n{table.render()}"
+        "data pipeline, one worker (one thread), full inputs; clips per CPU second with the "
+        "rendering on the CPU, and without it (training renders on the GPU); read, sample and "
+        f"render in CPU ms per clip:\n{table.render()}"
     )
     loader = pipeline.get("loader")
     if loader:

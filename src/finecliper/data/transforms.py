@@ -192,7 +192,9 @@ def hflip(sample: ClipSample) -> ClipSample:
     frames = sample.frames.flip(-1)
     parsing = sample.parsing
     if parsing is not None:
-        parsing = _parsing_flip_table(parsing.device)[parsing.flip(-1).long()]
+        # Relabel while the map is still contiguous (a flat table gather), then mirror.
+        table = _parsing_flip_table(parsing.device)
+        parsing = table.index_select(0, parsing.reshape(-1).long()).view(parsing.shape).flip(-1)
     landmarks = sample.landmarks
     if landmarks is not None:
         width = sample.size[1]

@@ -16,6 +16,7 @@ from finecliper.train.batch import to_model_inputs
 from finecliper.train.dataset import ClipDataset, collate_clips
 from finecliper.train.distributed import Context, ShardSampler, gather_objects
 from finecliper.train.metrics import ClassificationReport, classification_report
+from finecliper.train.workers import init_worker
 
 
 @dataclass
@@ -51,6 +52,7 @@ def eval_loader(dataset: ClipDataset, batch_size: int, workers: int, context: Co
         collate_fn=collate_clips,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        worker_init_fn=init_worker,
     )
 
 

@@ -36,6 +36,7 @@ from finecliper.train.dataset import collate_clips
 from finecliper.train.distributed import Context, barrier, broadcast_object, init_distributed
 from finecliper.train.evaluate import Predictions, autocast, eval_loader, predict_split, score
 from finecliper.train.results import write_results
+from finecliper.train.workers import init_worker
 
 STATE_FILE = "train_state.pt"
 
@@ -114,6 +115,7 @@ def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
         collate_fn=collate_clips,
         pin_memory=run.device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
+        worker_init_fn=init_worker,
     )
     accumulation = _accumulation_steps(config, run.context)
     steps_per_epoch = math.ceil(len(loader) / accumulation)

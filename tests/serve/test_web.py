@@ -243,7 +243,18 @@ sys.exit(args.handler(args))
 """
 
 
-def test_serve_command_starts_and_stops(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell script's background job has it
+
+
+@pytest.mark.parametrize(
+    ("stop", "inherited"),
+    [(signal.SIGINT, None), (signal.SIGINT, _ignore_sigint), (signal.SIGTERM, None)],
+    ids=["ctrl-c", "ctrl-c-in-background-job", "kill"],
+)
+def test_serve_command_starts_and_stops(
+    tiny_checkpoint: Path, tmp_path: Path, stop: signal.Signals, inherited
+) -> None:
     argv = ["serve", "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--port", "0"]
     argv += ["--workdir", str(tmp_path / "cli-work"), "--max-upload-mb", "1", "--quiet"]
     process = subprocess.Popen(
@@ -251,6 +262,7 @@ def test_serve_command_starts_and_stops(tiny_checkpoint: Path, tmp_path: Path) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=inherited,
     )
     try:
         line = process.stdout.readline()  # printed once the server listens
@@ -260,7 +272,7 @@ def test_serve_command_starts_and_stops(tiny_checkpoint: Path, tmp_path: Path) -
         assert_alive(url)
         config = request(url, "GET", "/api/config").json()
         assert config["limits"]["max_upload_bytes"] == 2**20
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=30) == 0
         assert "finecliper serve: stopped" in process.stderr.read()
     finally:

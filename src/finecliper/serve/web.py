@@ -27,7 +27,9 @@ import csv
 import json
 import re
 import shutil
+import signal
 import sys
+import threading
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -432,8 +434,24 @@ def make_server(app: ServeApp, host: str = "127.0.0.1", port: int = 7860, *, qui
     return server
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and ``kill`` (SIGTERM) stop the server cleanly.
+
+    Set explicitly because a process started in the background by a shell script inherits
+    SIGINT as ignored, and Python keeps it ignored; SIGTERM would kill without cleaning up.
+    """
+    if threading.current_thread() is threading.main_thread():  # signals go to the main thread
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def serve(app: ServeApp, host: str, port: int, *, quiet: bool = False) -> None:
     """Serve until interrupted."""
+    _stop_on_signals()
     server = make_server(app, host, port, quiet=quiet)
     bound_host, bound_port = server.server_address[:2]
     print(

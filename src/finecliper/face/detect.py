@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from finecliper.closing import Closing
 from finecliper.face.landmarks import check_rgb, import_solutions, mediapipe_version
+from finecliper.face.native_logs import QuietGraph
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,13 @@ class FaceDetector(Closing):
         solutions = import_solutions()
         self.min_confidence = min_confidence
         self._models = [
-            solutions.face_detection.FaceDetection(
-                model_selection=selection, min_detection_confidence=min_confidence
+            QuietGraph(
+                partial(
+                    solutions.face_detection.FaceDetection,
+                    model_selection=selection,
+                    min_detection_confidence=min_confidence,
+                ),
+                lambda result: bool(result.detections),
             )
             for selection in (1, 0)
         ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from finecliper.closing import Closing
 from finecliper.errors import FineCLIPERError
+from finecliper.face.native_logs import QuietGraph
 
 MESH_POINTS = 468
 MESH_POINTS_WITH_IRISES = 478
@@ -104,7 +105,10 @@ class MeshLandmarker(Closing):
             "min_detection_confidence": min_detection_confidence,
             "max_num_faces": max_faces,
         }
-        self._mesh = solutions.face_mesh.FaceMesh(**self.settings)
+        self._mesh = QuietGraph(
+            lambda: solutions.face_mesh.FaceMesh(**self.settings),
+            lambda result: bool(result.multi_face_landmarks),
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

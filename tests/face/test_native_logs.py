@@ -34,6 +34,26 @@ with filtered_native_stderr():
 print("done")
 """
 
+THREADS = """
+import os, threading, time
+from finecliper.face.native_logs import filtered_native_stderr
+original = os.fstat(2).st_ino
+
+def work(name):
+    for k in range(50):
+        with filtered_native_stderr():
+            os.write(2, f"{name} {k}\\n".encode())
+            time.sleep(0.001)  # lets the other thread run inside the capture
+
+threads = [threading.Thread(target=work, args=(n,)) for n in "ab"]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert os.fstat(2).st_ino == original
+print("done")
+"""
+
 
 def _stderr(script: str) -> str:
     done = subprocess.run(
@@ -55,3 +75,9 @@ def test_other_lines_written_meanwhile_are_passed_on():
     out = _stderr(FILTER)
     assert "a real problem\n" in out and "from python\n" in out
     assert "Feedback manager" not in out
+
+
+def test_threads_filtering_at_once_leave_stderr_as_it_was():
+    # Without the lock, descriptor 2 ended up pointing at a deleted capture file, lines lost.
+    lines = _stderr(THREADS).splitlines()
+    assert sorted(lines) == sorted(f"{n} {k}" for n in "ab" for k in range(50))

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,9 +29,18 @@ MEDIAPIPE_NOISE = re.compile(
 )
 
 
+# Descriptor 2 is shared by every thread: one capture at a time (re-entrant for nesting).
+_CAPTURE_LOCK = threading.RLock()
+
+
 @contextmanager
 def filtered_native_stderr(noise: re.Pattern[str] = MEDIAPIPE_NOISE) -> Iterator[None]:
     """Capture what native code writes to descriptor 2; re-emit the lines ``noise`` misses."""
+    with _CAPTURE_LOCK:
+        yield from _capture(noise)
+
+
+def _capture(noise: re.Pattern[str]) -> Iterator[None]:
     try:
         sys.stderr.flush()
         saved = os.dup(2)

@@ -124,11 +124,11 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bicubic resize of (..., 3, H, W) frames, PIL's kernel; dtype kept.
 
     PIL's bicubic (a = -0.5, antialiased when shrinking) is what CLIP's own preprocessing used.
-    uint8 frames on the CPU go through torch's uint8 kernel in channels-last layout (PIL's result
-    to within a level or two, and at 224 px about 15 times faster than
-    resizing in float); the output stays channels-last. Elsewhere (float frames, or a GPU) the
-    same kernel runs in float, one axis at a time and clamped between the passes as PIL does,
-    so every device gives the same pixels to within one level.
+    uint8 frames on the CPU go through torch's uint8 kernel in channels-last layout (PIL's
+    result to within a level or two, and at 224 px about 15 times faster than resizing in
+    float); the output stays channels-last. Elsewhere (float frames, or a GPU) the same kernel
+    runs in float, one axis at a time and clamped between the passes as PIL does, so every
+    device gives the same pixels to within one level.
     """
     height, width = frames.shape[-2:]
     if (height, width) == size:

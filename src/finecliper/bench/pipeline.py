@@ -36,7 +36,7 @@ from finecliper.data.transforms import ClipTransform
 from finecliper.errors import FineCLIPERError
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.train.dataset import ClipDataset, collate_clips, synth_middle_locator
-from finecliper.train.workers import init_benchmark_worker, init_worker
+from finecliper.train.workers import init_worker, reuse_freed_buffers
 
 
 @dataclass
@@ -246,10 +246,15 @@ def make_synth_packs(folder: Path, size: int, clips: int, frames: int) -> SynthP
     return SynthPacks(records, train_texts, packs)
 
 
+def _init_worker_process() -> None:
+    torch.set_num_threads(1)  # as DataLoader gives its workers
+    reuse_freed_buffers()
+
+
 @contextmanager
 def _worker_process() -> Iterator[ProcessPoolExecutor]:
     """One process set up as a training DataLoader worker is, for the per-worker figures."""
-    with ProcessPoolExecutor(max_workers=1, initializer=init_benchmark_worker) as pool:
+    with ProcessPoolExecutor(max_workers=1, initializer=_init_worker_process) as pool:
         yield pool
 
 

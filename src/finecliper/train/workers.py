@@ -14,8 +14,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-import torch
-
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -38,10 +36,4 @@ def reuse_freed_buffers() -> bool:
 
 def init_worker(_worker_id: int) -> None:
     """``worker_init_fn`` of the training and evaluation loaders."""
-    reuse_freed_buffers()
-
-
-def init_benchmark_worker() -> None:
-    """A benchmark process set up as a DataLoader worker is: one torch thread, reused buffers."""
-    torch.set_num_threads(1)
     reuse_freed_buffers()

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from finecliper.assets_paths import DEMO_BACKBONE_NAME, assets_dir
 from finecliper.errors import FineCLIPERError
+from finecliper.runtime.checkpoint import load_checkpoint, save_checkpoint
 from finecliper.serve.predictor import DEMO_CHECKPOINT
-from finecliper.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def bundle(demo_dir: Path, out: Path) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -19,10 +19,30 @@ from finecliper.data.config import DataConfig
 from finecliper.errors import ConfigError
 from finecliper.io import write_text
 from finecliper.model.config import ModelConfig
-from finecliper.train.config import TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class TrainConfig(Section):
+    """The ``train`` section (method.md section 3); the data and model sections live with their
+    stages, this one here so the library layers need not import the training program."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(32, ge=1)
+    effective_batch_size: int | None = Field(
+        None, ge=1, description="reached by gradient accumulation when larger than batch_size"
+    )
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    grad_checkpointing: bool = False
+    out_dir: str = "runs"
+    tensorboard: bool = False
 
 
 class Config(Section):

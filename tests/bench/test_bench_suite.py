@@ -24,7 +24,7 @@ from finecliper.bench.models import (
 )
 from finecliper.bench.pipeline import measure_loader, run_pipeline
 from finecliper.bench.suite import BenchOptions, checks, format_report, run_suite
-from finecliper.train.batch import to_model_inputs
+from finecliper.runtime.inputs import to_model_inputs
 
 TINY = StepSettings(backbone="tiny", image_size=32, frames=4, batch=2, steps=1, warmup=1)
 CPU = torch.device("cpu")

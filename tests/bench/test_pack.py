@@ -18,6 +18,7 @@ from PIL import Image
 
 from finecliper.bench import commands
 from finecliper.data import pack as pack_module
+from finecliper.data.dataset import ClipDataset, synth_middle_locator
 from finecliper.data.pack import (
     PackedClipDataset,
     PackedClips,
@@ -33,7 +34,6 @@ from finecliper.data.video import read_frames
 from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.face.pipeline import clip_dir
 from finecliper.text.descriptions import load_descriptions
-from finecliper.train.dataset import ClipDataset, synth_middle_locator
 
 
 def assert_same_sample(expected: dict, got: dict) -> None:
@@ -298,8 +298,8 @@ def test_cuda_batch_from_a_pack_matches_cpu(synth_packs: dict[str, Path], monkey
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # compare fp32 with fp32
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     from finecliper.bench.models import build_bench_model
-    from finecliper.train.batch import to_model_inputs
-    from finecliper.train.dataset import collate_clips
+    from finecliper.data.dataset import collate_clips
+    from finecliper.runtime.inputs import to_model_inputs
 
     pack = PackedClips(synth_packs["jpeg"])
     records = pack.dataset_index().records("train", 1)[:4]

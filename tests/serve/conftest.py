@@ -18,8 +18,8 @@ from finecliper.config import load_config
 from finecliper.data.synth import CLASSES, generate_synth
 from finecliper.model.network import build_model
 from finecliper.model.tiny import save_tiny_backbone
+from finecliper.runtime.checkpoint import save_checkpoint
 from finecliper.serve.predictor import Predictor
-from finecliper.train.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,14 @@ from serve_fixtures import (
 
 from finecliper.assets_paths import DEMO_BACKBONE_NAME
 from finecliper.data.classes import DFEW_CLASSES
+from finecliper.data.dataset import ClipDataset, cache_middle_locator, collate_clips
 from finecliper.data.records import ClipRecord
 from finecliper.data.transforms import ClipTransform
 from finecliper.data.video import read_frames
 from finecliper.errors import FineCLIPERError
 from finecliper.face.pipeline import FacesSettings, FaceTools, process_clip
+from finecliper.runtime.checkpoint import read_checkpoint_info
+from finecliper.runtime.inputs import to_model_inputs
 from finecliper.serve import commands
 from finecliper.serve import predictor as predictor_module
 from finecliper.serve.annotate import output_size, write_outputs
@@ -40,9 +43,6 @@ from finecliper.serve.predictor import (
 from finecliper.serve.windows import parse_span, window_ranges
 from finecliper.text.backends import BackendOptions
 from finecliper.text.backends.template import TemplateBackend
-from finecliper.train.batch import to_model_inputs
-from finecliper.train.checkpoint import read_checkpoint_info
-from finecliper.train.dataset import ClipDataset, cache_middle_locator, collate_clips
 
 MODALITIES = ["video", "parsing", "landmark", "text"]
 

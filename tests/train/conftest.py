@@ -1,4 +1,4 @@
-"""A tiny SynthDFER and a tiny random CLIP backbone on disk, shared by the training tests."""
+"""A run config over the tiny SynthDFER and tiny backbone of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -7,20 +7,6 @@ from pathlib import Path
 import pytest
 
 from finecliper.config import Config, load_config
-from finecliper.data.synth import generate_synth
-from finecliper.model.tiny import save_tiny_backbone
-
-
-@pytest.fixture(scope="session")
-def tiny_synth(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    generate_synth(out, clips=35, seed=5, size=32, frames=4, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_backbone(tmp_path_factory) -> Path:
-    return save_tiny_backbone(tmp_path_factory.mktemp("backbone"), image_size=32)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from finecliper.train.report import (
     aggregate_folds,
     cv_markdown,
     mean_weights_per_class,
-    model_selection,
     plot_confusion,
     plot_fixed_weight_sweep,
     plot_modality_weights,
@@ -21,6 +20,7 @@ from finecliper.train.report import (
     write_predictions_csv,
     write_run_report,
 )
+from finecliper.train.selection import model_selection
 
 CLASSES = ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]
 MODALITIES = ["video", "parsing", "landmark", "text"]

@@ -153,11 +153,10 @@ def _run_pack(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> BenchOptions:
-    import torch
-
     from finecliper.bench.suite import BenchOptions
+    from finecliper.runtime.device import resolve_device
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or resolve_device("auto").type
     cuda = device == "cuda"
     checkpointing = {"off": (False,), "on": (True,), "both": (False, True)}[args.checkpointing]
     return BenchOptions(

@@ -41,7 +41,7 @@ from finecliper.bench.models import (
     random_clip_batch,
 )
 from finecliper.model.network import FineCLIPER, ModelInputs
-from finecliper.train.batch import to_model_inputs
+from finecliper.runtime.inputs import to_model_inputs
 
 MODES = ("naive", "bf16", "compiled")
 PHASES = ("train", "infer")

@@ -36,7 +36,7 @@ from finecliper.bench.models import (
     random_clip_batch,
 )
 from finecliper.model.network import ModelInputs
-from finecliper.train.batch import to_model_inputs
+from finecliper.runtime.inputs import to_model_inputs
 
 
 @dataclass

@@ -30,7 +30,7 @@ from finecliper.bench.latency import torch_threads
 from finecliper.bench.models import ClipShape, build_bench_model, random_clip_batch
 from finecliper.errors import FineCLIPERError
 from finecliper.model.network import FineCLIPER
-from finecliper.train.batch import to_model_inputs
+from finecliper.runtime.inputs import to_model_inputs
 
 GIB = 2**30
 _STATUS = Path("/proc/self/status")

@@ -18,6 +18,7 @@ import torch
 from transformers import CLIPModel, CLIPTokenizer
 
 from finecliper.data.classes import DFEW_CLASSES, prompt_names
+from finecliper.data.dataset import ClipBatch
 from finecliper.errors import ConfigError
 from finecliper.face.schema import NUM_LANDMARKS, PARSING_CLASSES
 from finecliper.model.architectures import KNOWN_ARCHITECTURES, Architecture, known_architecture
@@ -25,7 +26,6 @@ from finecliper.model.config import ModelConfig
 from finecliper.model.network import FineCLIPER, build_model, label_prompts
 from finecliper.model.tiny import tiny_architecture
 from finecliper.model.tokenizer import TextTokenizer
-from finecliper.train.dataset import ClipBatch
 
 TINY = "tiny"
 CLASSES = prompt_names(DFEW_CLASSES)

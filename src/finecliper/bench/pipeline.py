@@ -1,7 +1,7 @@
 """Data-pipeline throughput per CPU worker for the ``full`` inputs, from the packed cache.
 
 One worker's work per training clip, in a process set up as a training DataLoader worker is
-(one torch thread, freed buffers kept for reuse: ``finecliper.train.workers``): read the
+(one torch thread, freed buffers kept for reuse: ``finecliper.data.workers``): read the
 16 sampled frames from the pack (JPEG decode, or none for raw frames), their parsing maps and
 landmarks and the description, apply the joint random crop and flip (``ClipTransform``), and,
 for this figure, render the parsing and landmark images on the CPU (training renders them on
@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from finecliper.data.dataset import ClipDataset, collate_clips, synth_middle_locator
 from finecliper.data.pack import PackedClipDataset, PackedClips, PackSettings, PackSources
 from finecliper.data.records import ClipRecord
 from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import ClipTransform
+from finecliper.data.workers import init_worker, reuse_freed_buffers
 from finecliper.errors import FineCLIPERError
 from finecliper.face.render import render_landmarks, render_parsing
-from finecliper.train.dataset import ClipDataset, collate_clips, synth_middle_locator
-from finecliper.train.workers import init_worker, reuse_freed_buffers
 
 
 @dataclass

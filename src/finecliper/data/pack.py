@@ -61,6 +61,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from finecliper import __version__
+from finecliper.data.dataset import ClipDataset
 from finecliper.data.records import ClipRecord, DatasetIndex, Problem
 from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import ClipSample, ClipTransform
@@ -73,7 +74,6 @@ from finecliper.data.video import (
 from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.face.schema import NUM_LANDMARKS
 from finecliper.io import atomic_open, write_json
-from finecliper.train.dataset import ClipDataset
 
 try:  # optional: libjpeg-turbo without PIL's per-image overhead, ~3x faster on small frames
     import simplejpeg

@@ -33,10 +33,14 @@ from tqdm import tqdm
 
 from finecliper.assets_paths import assets_dir
 from finecliper.closing import Closing
+from finecliper.data.dataset import collate_clips
 from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import frames_to_tensor
 from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.face.pipeline import FacesSettings, FaceTools
+from finecliper.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
+from finecliper.runtime.device import autocast, resolve_device
+from finecliper.runtime.inputs import to_model_inputs
 from finecliper.serve.faces import (
     FrameFace,
     Tracking,
@@ -46,10 +50,6 @@ from finecliper.serve.faces import (
 )
 from finecliper.serve.source import VideoSource, open_frames
 from finecliper.serve.windows import Span, WindowRange, parse_span, window_ranges
-from finecliper.train.batch import to_model_inputs
-from finecliper.train.checkpoint import LoadedCheckpoint, load_checkpoint
-from finecliper.train.dataset import collate_clips
-from finecliper.train.evaluate import autocast
 
 DEMO_CHECKPOINT = "demo_checkpoint.safetensors"
 TEXT_MODES = ("template", "none")
@@ -168,15 +168,6 @@ class BatchItem:
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
     return {name: round(float(value), 6) for name, value in values.items()}
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FineCLIPERError(f"device {name}: no CUDA device is available")
-    return device
 
 
 @dataclass

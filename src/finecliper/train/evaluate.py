@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,13 +9,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from finecliper.data.dataset import ClipDataset, collate_clips
 from finecliper.data.records import ClipRecord
+from finecliper.data.workers import init_worker
 from finecliper.model.network import FineCLIPER
-from finecliper.train.batch import to_model_inputs
-from finecliper.train.dataset import ClipDataset, collate_clips
+from finecliper.runtime.device import autocast
+from finecliper.runtime.inputs import to_model_inputs
 from finecliper.train.distributed import Context, ShardSampler, gather_objects
 from finecliper.train.metrics import ClassificationReport, classification_report
-from finecliper.train.workers import init_worker
 
 
 @dataclass
@@ -35,12 +35,6 @@ class Predictions:
     def load(cls, path: str) -> Predictions:
         with np.load(path) as data:
             return cls(data["indices"], data["probabilities"], data["weights"])
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CUDA (``precision`` auto or bf16); plain fp32 elsewhere."""
-    use_bf16 = device.type == "cuda" and precision in ("auto", "bf16")
-    return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
 
 def eval_loader(dataset: ClipDataset, batch_size: int, workers: int, context: Context):

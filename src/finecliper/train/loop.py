@@ -9,10 +9,8 @@ with the same metrics as an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +20,22 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from finecliper.config import Config, config_to_yaml, save_config
+from finecliper.data.dataset import collate_clips
+from finecliper.data.run_data import make_dataset, read_run_data
+from finecliper.data.workers import init_worker
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json
-from finecliper.model.network import FineCLIPER, build_model
-from finecliper.train.batch import to_model_inputs
-from finecliper.train.checkpoint import (
-    load_training_state,
-    save_checkpoint,
-    save_training_state,
-)
-from finecliper.train.data import RunData, make_dataset, read_run_data
-from finecliper.train.dataset import collate_clips
+from finecliper.model.network import build_model
+from finecliper.runtime.checkpoint import save_checkpoint
+from finecliper.runtime.device import autocast, resolve_device
+from finecliper.runtime.inputs import to_model_inputs
 from finecliper.train.distributed import Context, barrier, broadcast_object, init_distributed
-from finecliper.train.evaluate import Predictions, autocast, eval_loader, predict_split, score
+from finecliper.train.evaluate import eval_loader, predict_split, score
 from finecliper.train.results import write_results
-from finecliper.train.workers import init_worker
-
-STATE_FILE = "train_state.pt"
-
-
-@dataclass
-class Run:
-    config: Config
-    out: Path
-    data: RunData
-    model: FineCLIPER
-    device: torch.device
-    context: Context
-    progress: bool
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FineCLIPERError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
+from finecliper.train.run import Run, predictions_path, skipped_path
+from finecliper.train.schedule import warmup_cosine
+from finecliper.train.selection import improves_best_val
+from finecliper.train.state import STATE_FILE, load_training_state, save_training_state
 
 
 def train(
@@ -65,7 +43,7 @@ def train(
 ) -> dict[str, Any]:
     """Train, evaluate every epoch, write the report; returns the final metrics."""
     out = Path(out_dir)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     context = init_distributed(device.type)
     if device.type == "cuda" and context.distributed:
         device = torch.device("cuda", context.local_rank)
@@ -122,7 +100,7 @@ def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
     optimizer = torch.optim.AdamW(
         model.trainable_parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
     )
-    scheduler = _warmup_cosine(optimizer, config, steps_per_epoch)
+    scheduler = _schedule(optimizer, config, steps_per_epoch)
     trainer = (
         DistributedDataParallel(model, find_unused_parameters=True)
         if (run.context.distributed)
@@ -156,17 +134,9 @@ def _accumulation_steps(config: Config, context: Context) -> int:
     return max(1, math.ceil(target / per_step)) if target else 1
 
 
-def _warmup_cosine(optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int):
-    total = max(1, config.train.epochs * steps_per_epoch)
-    warmup = min(total - 1, round(config.train.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def _schedule(optimizer: torch.optim.Optimizer, config: Config, steps_per_epoch: int):
+    total = config.train.epochs * steps_per_epoch
+    return warmup_cosine(optimizer, total, round(config.train.warmup_epochs * steps_per_epoch))
 
 
 def _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch) -> dict:
@@ -242,24 +212,12 @@ def _evaluate_epoch(run: Run, evaluators, epoch: int) -> dict[str, Any]:
         report = score(records, predictions, run.data.classes)
         entry[name] = {"uar": report.uar, "war": report.war, "skipped": len(predictions.skipped)}
         if name == "test" and run.context.is_main:
-            predictions.save(str(_predictions_path(run.out, epoch + 1)))
+            predictions.save(str(predictions_path(run.out, epoch + 1)))
             write_json(
-                run.out / "evals" / f"skipped_epoch{epoch + 1:03d}.json",
+                skipped_path(run.out, epoch + 1),
                 [{"index": i, "error": e} for i, e in predictions.skipped],
             )
     return entry
-
-
-def _predictions_path(out: Path, epoch: int) -> Path:
-    (out / "evals").mkdir(parents=True, exist_ok=True)
-    return out / "evals" / f"test_epoch{epoch:03d}.npz"
-
-
-def load_epoch_predictions(out: Path, epoch: int) -> Predictions:
-    predictions = Predictions.load(str(_predictions_path(out, epoch)))
-    skipped = json.loads((out / "evals" / f"skipped_epoch{epoch:03d}.json").read_text())
-    predictions.skipped = [(item["index"], item["error"]) for item in skipped]
-    return predictions
 
 
 def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -> None:
@@ -268,8 +226,7 @@ def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -
     entry = history[-1]
     extra = {"epoch": entry["epoch"], "val": entry["val"], "test": entry["test"]}
     save_checkpoint(checkpoints / "last.safetensors", run.model, run.config, classes, extra)
-    earlier = [h["val"]["uar"] for h in history[:-1] if h["val"]]
-    if entry["val"] and (not earlier or entry["val"]["uar"] > max(earlier)):  # earliest best
+    if improves_best_val(history):
         save_checkpoint(checkpoints / "best_val.safetensors", run.model, run.config, classes, extra)
     save_training_state(
         run.out / STATE_FILE,

@@ -36,10 +36,10 @@ from finecliper.train.paper import (
     PaperScore,
     paper_score,
 )
+from finecliper.train.selection import SELECTION_RULES, best_epoch, check_history, model_selection
 
 DPI = 120
 FIXED_COLUMNS = ("clip_id", "label", "prediction", "correct")
-SELECTION_RULES = ("last", "best_val", "best_test_optimistic")
 RULE_TITLES = {
     "last": "last epoch",
     "best_val": "best epoch on validation",
@@ -242,7 +242,7 @@ def plot_confusion(
 
 def plot_training_curves(history: Sequence[dict], path: str | Path) -> Path:
     """Left: training loss and learning rate; right: val/test UAR and WAR, best-val epoch marked."""
-    _check_history(history)
+    check_history(history)
     fig = Figure(figsize=(12, 4.5), layout="constrained")
     loss_ax, metric_ax = fig.subplots(1, 2)
     for ax in (loss_ax, metric_ax):
@@ -284,7 +284,7 @@ def _metric_panel(ax: Any, history: Sequence[dict]) -> None:
     validated = [h for h in history if h.get("val")]
     if validated:
         # The epoch model_selection picks; before any test evaluation, among all validated.
-        best = _best([h for h in validated if h.get("test")] or validated, "val")
+        best = best_epoch([h for h in validated if h.get("test")] or validated, "val")
         label = f"best val UAR (epoch {best['epoch']})"
         ax.axvline(best["epoch"], color="tab:green", linestyle=":", linewidth=2, label=label)
     ax.set_ylabel("UAR / WAR (%)")
@@ -465,45 +465,6 @@ def _sweep_panel(
 
 
 # ---- model selection and cross-validation ---------------------------------------------------
-
-
-def _check_history(history: Sequence[dict]) -> None:
-    if not history:
-        raise FineCLIPERError("the training history is empty: no epoch to report")
-    for entry in history:
-        if "epoch" not in entry:
-            raise FineCLIPERError(f"history entry without an 'epoch': {entry}")
-
-
-def _pick(entry: dict, **extra: Any) -> dict:
-    test = entry["test"]
-    return {"epoch": entry["epoch"], "uar": test["uar"], "war": test["war"], **extra}
-
-
-def _best(entries: list[dict], split: str) -> dict:
-    # max() keeps the first of equal keys, so ties go to the earliest epoch.
-    return max(entries, key=lambda h: h[split]["uar"])
-
-
-def model_selection(history: Sequence[dict]) -> dict:
-    """Test UAR/WAR under three rules (see the module docstring):
-    ``last``: the last epoch evaluated on test; ``best_val``: the epoch with the best validation
-    UAR among those evaluated on both splits (None without validation); ``best_test_optimistic``:
-    the epoch with the best test UAR, flagged ``optimistic``."""
-    _check_history(history)
-    tested = [h for h in history if h.get("test")]
-    if not tested:
-        raise FineCLIPERError("no epoch of the training history was evaluated on the test split")
-    validated = [h for h in tested if h.get("val")]
-    best_val = None
-    if validated:
-        chosen = _best(validated, "val")
-        best_val = _pick(chosen, val_uar=chosen["val"]["uar"], val_war=chosen["val"]["war"])
-    return {
-        "last": _pick(tested[-1]),
-        "best_val": best_val,
-        "best_test_optimistic": _pick(_best(tested, "test"), optimistic=True),
-    }
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:

@@ -7,25 +7,18 @@ optimistic, the best epoch on the test split, which is what most published DFER 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from finecliper.io import write_json
 from finecliper.train.evaluate import Predictions
-from finecliper.train.report import model_selection, write_run_report
-
-if TYPE_CHECKING:
-    from finecliper.train.loop import Run
-
-
-def headline_rule(selection: dict[str, Any]) -> str:
-    return "best_val" if selection["best_val"] else "last"
+from finecliper.train.report import write_run_report
+from finecliper.train.run import Run, load_epoch_predictions
+from finecliper.train.selection import headline_rule, model_selection
 
 
 def write_results(run: Run, history: list[dict[str, Any]]) -> dict[str, Any]:
-    from finecliper.train.loop import load_epoch_predictions
-
     selection = model_selection(history)
     rule = headline_rule(selection)
     epoch = selection[rule]["epoch"]

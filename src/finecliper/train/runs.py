@@ -10,13 +10,14 @@ import torch
 
 from finecliper.config import Config, apply_override, build_config
 from finecliper.data.classes import prompt_names
+from finecliper.data.run_data import make_dataset, read_run_data
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json, write_text
-from finecliper.train.checkpoint import load_checkpoint
-from finecliper.train.data import make_dataset, read_run_data
+from finecliper.runtime.checkpoint import load_checkpoint
+from finecliper.runtime.device import resolve_device
 from finecliper.train.distributed import Context
 from finecliper.train.evaluate import eval_loader, predict_split
-from finecliper.train.loop import resolve_device, train
+from finecliper.train.loop import train
 from finecliper.train.report import aggregate_folds, cv_markdown, plot_fixed_weight_sweep
 from finecliper.train.results import report_predictions
 
@@ -44,7 +45,7 @@ def evaluate_checkpoint(
     """Evaluate on ``split`` of the checkpoint's dataset, or of the one the overrides name."""
     loaded = load_checkpoint(checkpoint)
     config = with_overrides(loaded.config, overrides)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     data = read_run_data(config)
     records = {"test": data.test, "val": data.val, "train": data.train}[split]
     if not records:

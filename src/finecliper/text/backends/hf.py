@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from finecliper.errors import ConfigError
+from finecliper.runtime.device import resolve_device
 from finecliper.text.backends import BackendOptions, ClipRequest, Reply
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -25,9 +26,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def pick_device(options: BackendOptions) -> torch.device:
-    if options.device:
-        return torch.device(options.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(options.device or "auto", "--device")
 
 
 def pick_dtype(options: BackendOptions, device: torch.device) -> torch.dtype:

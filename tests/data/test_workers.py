@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from finecliper.train.workers import reuse_freed_buffers
+from finecliper.data.workers import reuse_freed_buffers
 
 # A worker's work on 20 random 16 x 224 px clips (crop, flip, both renderings); prints the
 # page faults per clip.
@@ -14,7 +14,7 @@ import numpy as np, torch
 from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import frames_to_tensor
 from finecliper.face.render import render_landmarks, render_parsing
-from finecliper.train.workers import reuse_freed_buffers
+from finecliper.data.workers import reuse_freed_buffers
 
 torch.set_num_threads(1)
 if sys.argv[1] == "tuned":

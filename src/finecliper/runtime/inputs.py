@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from finecliper.data.dataset import ClipBatch
 from finecliper.data.transforms import clip_normalize
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.model.network import MODALITIES, ModelInputs
 from finecliper.model.tokenizer import TextTokenizer
-from finecliper.train.dataset import ClipBatch
 
 
 def to_model_inputs(

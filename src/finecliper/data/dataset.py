@@ -3,7 +3,7 @@
 A worker reads the 16 sampled frames of a clip, the matching rows of its landmarks and parsing
 maps, and applies the joint spatial transform on uint8 data (cheap, per clip). Rendering the
 parsing and landmark images and the CLIP normalisation run later on whole batches, on the
-training device (:func:`finecliper.train.batch.to_model_inputs`), so the workers ship compact
+training device (:func:`finecliper.runtime.inputs.to_model_inputs`), so the workers ship compact
 tensors and the GPU does the per-pixel work.
 """
 

@@ -14,18 +14,18 @@ from pathlib import Path
 
 from finecliper.config import Config
 from finecliper.data.classes import prompt_names
+from finecliper.data.dataset import (
+    ClipDataset,
+    MiddleLocator,
+    cache_middle_locator,
+    synth_middle_locator,
+)
 from finecliper.data.pack import PackedClipDataset, PackedClips
 from finecliper.data.readers import read_dataset
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.data.transforms import ClipTransform
 from finecliper.errors import ConfigError
 from finecliper.text.descriptions import load_descriptions
-from finecliper.train.dataset import (
-    ClipDataset,
-    MiddleLocator,
-    cache_middle_locator,
-    synth_middle_locator,
-)
 
 
 @dataclass

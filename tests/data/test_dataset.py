@@ -9,15 +9,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from finecliper.data.readers import read_dataset
-from finecliper.data.records import ClipRecord
-from finecliper.data.transforms import ClipTransform
-from finecliper.train.dataset import (
+from finecliper.data.dataset import (
     ClipDataset,
     cache_middle_locator,
     collate_clips,
     synth_middle_locator,
 )
+from finecliper.data.readers import read_dataset
+from finecliper.data.records import ClipRecord
+from finecliper.data.transforms import ClipTransform
 
 
 def dataset(root, train=False):

@@ -3,8 +3,8 @@
 A checkpoint is one safetensors file holding the adapters, temporal module and temperatures
 (a few tens of MB at ViT-B/16, not the 600 MB backbone) and, in its metadata, the config and
 class names, so it is usable alone: ``load_checkpoint(path)`` rebuilds the model around the
-backbone the config names. Training state for ``--resume`` (optimizer, scheduler, history) is
-a separate file. Both are written atomically.
+backbone the config names. It is written atomically. Training state for ``--resume``
+(optimizer, scheduler, history) is the training program's own file (``train.state``).
 """
 
 from __future__ import annotations
@@ -89,15 +89,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     model.load_trainable_state_dict(tensors)
     model.to(device).eval()
     return LoadedCheckpoint(model, config, classes, json.loads(metadata["extra"]))
-
-
-def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_open(path, "wb") as handle:
-        torch.save(state, handle)
-
-
-def load_training_state(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FineCLIPERError(f"{path}: no training state to resume from")
-    return torch.load(path, map_location="cpu", weights_only=False)

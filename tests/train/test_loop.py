@@ -194,3 +194,18 @@ def test_training_from_a_pack_equals_training_from_the_files(tmp_path, tiny_synt
     assert read_rows(tmp_path / "packed" / "predictions.csv") == read_rows(
         tmp_path / "files" / "predictions.csv"
     )
+
+
+def test_metrics_json_is_written_once_per_run(tmp_path, tiny_config, monkeypatch):
+    import finecliper.io as io
+
+    written: list[Path] = []
+    original = io.atomic_open
+
+    def recording(path, *args, **kwargs):
+        written.append(Path(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "atomic_open", recording)
+    train(tiny_config("train.epochs=1"), tmp_path / "run", progress=False)
+    assert [p for p in written if p.name == "metrics.json"] == [tmp_path / "run" / "metrics.json"]

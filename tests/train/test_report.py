@@ -7,19 +7,17 @@ from PIL import Image
 from finecliper.errors import FineCLIPERError
 from finecliper.train.metrics import classification_report
 from finecliper.train.paper import paper_score
-from finecliper.train.report import (
-    aggregate_folds,
-    cv_markdown,
+from finecliper.train.report.page import write_run_report
+from finecliper.train.report.plots import (
     mean_weights_per_class,
     plot_confusion,
     plot_fixed_weight_sweep,
     plot_modality_weights,
     plot_per_class_recall,
     plot_training_curves,
-    read_predictions_csv,
-    write_predictions_csv,
-    write_run_report,
 )
+from finecliper.train.report.predictions_csv import read_predictions_csv, write_predictions_csv
+from finecliper.train.report.tables import aggregate_folds, cv_markdown
 from finecliper.train.selection import model_selection
 
 CLASSES = ["Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear"]

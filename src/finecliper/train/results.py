@@ -1,5 +1,8 @@
 """The end of a run: the reported model's test predictions, metrics.json, CSV and plots.
 
+metrics.json is written once per run, here (``write_results``) for training and by
+``runs.evaluate_checkpoint`` for ``eval``; :func:`report_predictions` returns its content.
+
 The headline model is the best epoch on the validation split carved from the training fold
 (the last epoch when there is none); metrics.json also lists the last epoch and, flagged as
 optimistic, the best epoch on the test split, which is what most published DFER numbers use.
@@ -13,7 +16,7 @@ import numpy as np
 
 from finecliper.io import write_json
 from finecliper.train.evaluate import Predictions
-from finecliper.train.report import write_run_report
+from finecliper.train.report.page import write_run_report
 from finecliper.train.run import Run, load_epoch_predictions
 from finecliper.train.selection import headline_rule, model_selection
 
@@ -54,7 +57,8 @@ def write_results(run: Run, history: list[dict[str, Any]]) -> dict[str, Any]:
 def report_predictions(
     out, records, predictions: Predictions, classes, modalities, **report_options
 ) -> dict[str, Any]:
-    """Write the run report for ``predictions`` over ``records``; returns metrics.json's dict."""
+    """Write the run report for ``predictions`` over ``records``; returns metrics.json's content
+    for the caller to complete and write."""
     labels = np.array([records[i].label for i in predictions.indices], dtype=np.int64)
     report = write_run_report(
         out,
@@ -82,5 +86,4 @@ def report_predictions(
         ],
         **report.metrics,
     }
-    write_json(out / "metrics.json", metrics)
     return metrics

@@ -18,7 +18,8 @@ from finecliper.runtime.device import resolve_device
 from finecliper.train.distributed import Context
 from finecliper.train.evaluate import eval_loader, predict_split
 from finecliper.train.loop import train
-from finecliper.train.report import aggregate_folds, cv_markdown, plot_fixed_weight_sweep
+from finecliper.train.report.plots import plot_fixed_weight_sweep
+from finecliper.train.report.tables import aggregate_folds, cv_markdown
 from finecliper.train.results import report_predictions
 
 FOLDS = {"dfew": [1, 2, 3, 4, 5], "mafw": [1, 2, 3, 4, 5], "synth": [1, 2, 3, 4, 5]}

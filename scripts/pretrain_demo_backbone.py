@@ -40,6 +40,11 @@ training clips, UAR/WAR on the test clips) from frozen image features mean-poole
 frames, and from that mean next to the change from the first to the last frames; the same for a
 randomly initialised backbone. ``--probe-only`` probes an existing ``--out``.
 
+The architecture config, label prompts and LR schedule are the package's
+(``Architecture.to_config``, ``ModelConfig``'s templates, ``train.schedule.warmup_cosine``). The
+bundled weights predate that: their warm-up rose as ``(step + 1) / warmup`` instead of
+``(step + 1) / (warmup + 1)``, so a rerun gives slightly different weights.
+
 Run with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine: with the default (spinning) OpenMP
 threads, 2 threads ran 6x slower than 1 when other jobs held the cores.
 
@@ -59,7 +64,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +73,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from finecliper.data.classes import DFEW_CLASSES, resolve_label
+from finecliper.data.classes import DFEW_CLASSES, PROMPT_NAMES, prompt_names
 from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import (
     CLIP_MEAN,
@@ -81,8 +86,12 @@ from finecliper.errors import FineCLIPERError
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.face.schema import NUM_LANDMARKS, PARSING_CLASSES
 from finecliper.io import write_json, write_text
+from finecliper.model.architectures import Architecture
+from finecliper.model.config import ModelConfig
+from finecliper.model.network import label_prompts
 from finecliper.text.backends.template import describe_landmarks
 from finecliper.train.metrics import classification_report
+from finecliper.train.schedule import warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "src" / "finecliper" / "assets" / "demo_backbone"
@@ -90,28 +99,24 @@ DEFAULT_OUT = REPO / "src" / "finecliper" / "assets" / "demo_backbone"
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 END_OF_WORD = "</w>"
-# The label-prompt vocabulary (method.md 2.3): DFEW's classes as prompt nouns and adjectives.
-PROMPT_NOUNS = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear")
-PROMPT_ADJECTIVES = ("happy", "sad", "neutral", "angry", "surprised", "disgusted", "fearful")
-POSITIVE_TEMPLATE = "A person with an expression of {label}."
-NEGATIVE_TEMPLATE = "A person with an expression of no {label}."
+# Besides the demo model's PN label prompts (ModelConfig's templates), each class also appears
+# as an adjective ("A happy face."), the other way emotion words meet faces in captions.
 ADJECTIVE_TEMPLATE = "A {label} face."
 PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # logistic-regression C grid of the probes
 
-
-@dataclass(frozen=True)
-class Shape:
-    """The backbone's size, chosen for CPU speed: 16 frames x 3 streams per clip must be cheap."""
-
-    image_size: int = 112
-    patch_size: int = 16
-    vision_width: int = 128
-    vision_layers: int = 4
-    text_width: int = 128
-    text_layers: int = 3
-    heads: int = 4
-    embed_dim: int = 128
-    context_length: int = 128  # 20% of SynthDFER descriptions exceed 77 tokens (max ~122)
+# The backbone's size, chosen for CPU speed: 16 frames x 3 streams per clip must be cheap. Four
+# heads of width 32 per tower; vocab_size is set to the learnt tokenizer's size.
+BACKBONE = Architecture(
+    vision_width=128,
+    vision_layers=4,
+    patch_size=16,
+    image_size=112,
+    text_width=128,
+    text_layers=3,
+    embed_dim=128,
+    context_length=128,  # 20% of SynthDFER descriptions exceed 77 tokens (max ~122)
+    head_width=32,
+)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -186,13 +191,25 @@ def build_vocab(merges: Sequence[tuple[str, str]]) -> dict[str, int]:
     return vocab
 
 
+def class_prompts(classes: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The positive and negative prompt of each class, as the demo's model words them."""
+    return label_prompts(prompt_names(classes), ModelConfig())
+
+
+def prompt_adjectives(classes: Sequence[str]) -> list[str]:
+    """Each class as an adjective: the inverse of the prompt nouns ("happiness" -> "happy")."""
+    adjectives = {noun: adjective for adjective, noun in PROMPT_NAMES.items()}
+    return [adjectives.get(noun, noun) for noun in prompt_names(classes)]
+
+
+def adjective_prompts(classes: Sequence[str]) -> list[str]:
+    return [ADJECTIVE_TEMPLATE.format(label=word) for word in prompt_adjectives(classes)]
+
+
 def prompt_sentences() -> list[str]:
-    sentences = [
-        template.format(label=label)
-        for label in PROMPT_NOUNS
-        for template in (POSITIVE_TEMPLATE, NEGATIVE_TEMPLATE)
-    ]
-    return sentences + [ADJECTIVE_TEMPLATE.format(label=label) for label in PROMPT_ADJECTIVES]
+    """Every prompt of DFEW's classes: the label-prompt vocabulary the tokenizer must cover."""
+    positive, negative = class_prompts(DFEW_CLASSES)
+    return positive + negative + adjective_prompts(DFEW_CLASSES)
 
 
 def train_tokenizer(
@@ -212,10 +229,21 @@ def train_tokenizer(
 
 
 def check_tokenizer(tokenizer: CLIPTokenizer, expected_size: int) -> None:
-    """transformers v5 can hand back an empty or 2-token tokenizer silently: verify it."""
+    """transformers v5 can hand back an empty or 2-token tokenizer silently: verify it, and
+    that BOS and EOS are the last two ids, where ``Architecture.to_config`` expects them."""
     if len(tokenizer) != expected_size:
         raise FineCLIPERError(f"tokenizer has {len(tokenizer)} tokens, expected {expected_size}")
-    words = [*PROMPT_NOUNS, *PROMPT_ADJECTIVES, "person", "expression", "no"]
+    specials = [tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS)]
+    if specials != [expected_size - 2, expected_size - 1]:
+        raise FineCLIPERError(f"{BOS} and {EOS} have ids {specials}, not the last two")
+    negation = ModelConfig().negation_word
+    words = [
+        *prompt_names(DFEW_CLASSES),
+        *prompt_adjectives(DFEW_CLASSES),
+        "person",
+        "expression",
+        negation,
+    ]
     split = [w for w in words if len(tokenizer(w, add_special_tokens=False).input_ids) != 1]
     if split:
         raise FineCLIPERError(f"prompt words not single tokens in the learnt BPE: {split}")
@@ -237,35 +265,13 @@ def tokenizer_merges(tokenizer: CLIPTokenizer) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- model
 
 
-def build_model(shape: Shape, tokenizer: CLIPTokenizer, seed: int) -> CLIPModel:
-    eos = tokenizer.convert_tokens_to_ids(EOS)
-    text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": shape.text_width,
-        "intermediate_size": 4 * shape.text_width,
-        "num_hidden_layers": shape.text_layers,
-        "num_attention_heads": shape.heads,
-        "max_position_embeddings": shape.context_length,
-        "hidden_act": "quick_gelu",
-        # Also on the towers, so CLIP{Text,Vision}ModelWithProjection load the same projections.
-        "projection_dim": shape.embed_dim,
-        # Padding is <|endoftext|>: the text tower pools the first end-of-text token.
-        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS),
-        "eos_token_id": eos,
-        "pad_token_id": eos,
-    }
-    vision = {
-        "image_size": shape.image_size,
-        "patch_size": shape.patch_size,
-        "hidden_size": shape.vision_width,
-        "intermediate_size": 4 * shape.vision_width,
-        "num_hidden_layers": shape.vision_layers,
-        "num_attention_heads": shape.heads,
-        "hidden_act": "quick_gelu",
-        "projection_dim": shape.embed_dim,
-    }
-    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=shape.embed_dim)
-    config._attn_implementation = "sdpa"
+def build_model(tokenizer: CLIPTokenizer, seed: int) -> CLIPModel:
+    """The backbone with random weights, its text tower sized to ``tokenizer``."""
+    architecture = replace(BACKBONE, vocab_size=len(tokenizer))
+    config = architecture.to_config()
+    # Also on the towers, so CLIP{Text,Vision}ModelWithProjection load the same projections.
+    config.text_config.projection_dim = architecture.embed_dim
+    config.vision_config.projection_dim = architecture.embed_dim
     torch.manual_seed(seed)
     return CLIPModel(config)
 
@@ -486,8 +492,7 @@ class Captions:
 def build_captions(tokenizer: CLIPTokenizer, clips: ClipSet) -> Captions:
     unique = sorted(set(clips.texts) | set(clips.template_texts))
     position = {text: i for i, text in enumerate(unique)}
-    prompts = _prompts(POSITIVE_TEMPLATE, prompt_nouns(clips.classes))
-    prompts += _prompts(ADJECTIVE_TEMPLATE, prompt_adjectives(clips.classes))
+    prompts = class_prompts(clips.classes)[0] + adjective_prompts(clips.classes)
     ids, mask = tokenize(tokenizer, unique + prompts)
     num_classes = len(clips.classes)
     label = torch.from_numpy(clips.labels)
@@ -506,26 +511,6 @@ def build_captions(tokenizer: CLIPTokenizer, clips: ClipSet) -> Captions:
         prompt_rows=torch.arange(len(unique), len(unique) + len(prompts)),
         prompt_movement=class_movement.repeat(2, 1),
     )
-
-
-def prompt_nouns(classes: Sequence[str]) -> list[str]:
-    return [_prompt_word(name, PROMPT_NOUNS) for name in classes]
-
-
-def prompt_adjectives(classes: Sequence[str]) -> list[str]:
-    return [_prompt_word(name, PROMPT_ADJECTIVES) for name in classes]
-
-
-def _prompt_word(name: str, words: Sequence[str]) -> str:
-    """The prompt word of a dataset class name ("Happy" -> "happiness" / "happy")."""
-    index = resolve_label(name, DFEW_CLASSES)
-    if index is None:
-        raise FineCLIPERError(f"class {name!r} is not one of DFEW's seven classes")
-    return words[index]
-
-
-def _prompts(template: str, words: Sequence[str]) -> list[str]:
-    return [template.format(label=word) for word in words]
 
 
 def tokenize(tokenizer: CLIPTokenizer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -597,7 +582,7 @@ def pretrain(
     generator = torch.Generator().manual_seed(settings.seed)
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.05)
-    schedule = _cosine_with_warmup(optimizer, settings.steps, warmup=max(1, settings.steps // 20))
+    schedule = warmup_cosine(optimizer, settings.steps, max(1, settings.steps // 20))
     weights = {
         "contrastive": 1.0,
         "parsing": settings.parsing_weight,
@@ -694,17 +679,6 @@ def _contrastive_loss(
     return soft_clip_loss(logits, inverse)
 
 
-def _cosine_with_warmup(
-    optimizer: torch.optim.Optimizer, steps: int, warmup: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 # ---------------------------------------------------------------- evaluation
 
 
@@ -763,9 +737,9 @@ def zero_shot(
 ) -> dict[str, float]:
     """Classify clips by the class prompts alone: positive and PN (positive minus negative)."""
     video = motion_embeddings(frame_features)
-    nouns = prompt_nouns(clips.classes)
-    positive = caption_embeddings(model, tokenizer, _prompts(POSITIVE_TEMPLATE, nouns))
-    negative = caption_embeddings(model, tokenizer, _prompts(NEGATIVE_TEMPLATE, nouns))
+    positive_prompts, negative_prompts = class_prompts(clips.classes)
+    positive = caption_embeddings(model, tokenizer, positive_prompts)
+    negative = caption_embeddings(model, tokenizer, negative_prompts)
     result = {}
     for name, scores in (
         ("positive", video @ positive.t()),
@@ -870,16 +844,17 @@ def cpu_seconds() -> dict[str, float]:
     }
 
 
-def save_backbone(
-    model: CLIPModel, tokenizer: CLIPTokenizer, shape: Shape, metadata: dict, out: Path
-) -> None:
+def save_backbone(model: CLIPModel, tokenizer: CLIPTokenizer, metadata: dict, out: Path) -> None:
     """Write into a sibling folder, then swap it in: a crash never leaves half a backbone."""
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save_pretrained(staging, safe_serialization=True)
     save_tokenizer(tokenizer, tokenizer_merges(tokenizer), staging)
-    write_json(staging / "preprocessor_config.json", preprocessor_config(shape.image_size))
+    write_json(
+        staging / "preprocessor_config.json",
+        preprocessor_config(model.config.vision_config.image_size),
+    )
     write_json(staging / "metadata.json", metadata)
     write_text(staging / "README.md", readme(metadata))
     for file in staging.iterdir():  # package data must be readable by every user
@@ -956,44 +931,26 @@ def readme(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
+def run_pretraining(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    root = args.pretrain_data or generate(args.work, args.clips, args.data_seed, shape.image_size)
-    clips = load_synth(root, shape.image_size, ground_truth=True)
+    size = BACKBONE.image_size
+    root = args.pretrain_data or generate(args.work, args.clips, args.data_seed, size)
+    clips = load_synth(root, size, ground_truth=True)
     train_index, held_index = held_out_split(len(clips.ids), 0.1, args.seed)
     train_clips, held_clips = clips.subset(train_index), clips.subset(held_index)
     tokenizer = train_tokenizer(
-        train_clips.texts + train_clips.template_texts, shape.context_length
+        train_clips.texts + train_clips.template_texts, BACKBONE.context_length
     )
-    lengths = [len(ids) for ids in tokenizer(clips.texts + clips.template_texts).input_ids]
-    model = build_model(shape, tokenizer, args.seed)
-    settings = TrainSettings(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        frames_per_sample=args.frames_per_sample,
-        lr=args.lr,
-        prompt_fraction=args.prompt_fraction,
-        render_fraction=args.render_fraction,
-        parsing_weight=args.parsing_weight,
-        landmark_weight=args.landmark_weight,
-        movement_weight=args.movement_weight,
-        text_weight=args.text_weight,
-        seed=args.seed,
-    )
+    model = build_model(tokenizer, args.seed)
+    settings = train_settings(args)
     train_start = time.perf_counter()
     losses, heads = pretrain(model, tokenizer, train_clips, settings)
     train_seconds = time.perf_counter() - train_start
-    held_features = frame_embeddings(model, held_clips.frames)
     metadata = {
         "format": 1,
-        "architecture": asdict(shape),
+        "architecture": asdict(replace(BACKBONE, vocab_size=len(tokenizer))),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "tokenizer": {
-            "vocab_size": len(tokenizer),
-            "merges": len(tokenizer_merges(tokenizer)),
-            "description_tokens_max": max(lengths),
-            "descriptions_truncated": sum(n > shape.context_length for n in lengths),
-        },
+        "tokenizer": tokenizer_record(tokenizer, clips),
         "pretraining": {
             "data_seed": args.data_seed,
             "data_clips": len(clips.ids),
@@ -1007,27 +964,63 @@ def run_pretraining(args: argparse.Namespace, shape: Shape) -> None:
             "final_losses": losses[-1],
             "losses": losses,
         },
-        "retrieval": retrieval(model, tokenizer, held_clips, held_features),
-        "face_readout": face_readout(
-            heads, held_clips, held_features, description_features(model, tokenizer, held_clips)
-        ),
-        "zero_shot": {"held_out": zero_shot(model, tokenizer, held_clips, held_features)},
+        **held_out_evaluation(model, tokenizer, heads, held_clips),
     }
-    save_backbone(model, tokenizer, shape, metadata, args.out)
+    save_backbone(model, tokenizer, metadata, args.out)
     shown = ("tokenizer", "retrieval", "face_readout", "zero_shot")
     print(json.dumps({k: metadata[k] for k in shown}, indent=2))
 
 
-def run_probe(args: argparse.Namespace, shape: Shape) -> dict:
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        frames_per_sample=args.frames_per_sample,
+        lr=args.lr,
+        prompt_fraction=args.prompt_fraction,
+        render_fraction=args.render_fraction,
+        parsing_weight=args.parsing_weight,
+        landmark_weight=args.landmark_weight,
+        movement_weight=args.movement_weight,
+        text_weight=args.text_weight,
+        seed=args.seed,
+    )
+
+
+def tokenizer_record(tokenizer: CLIPTokenizer, clips: ClipSet) -> dict[str, int]:
+    """The learnt tokenizer's size and how the descriptions fit its context."""
+    lengths = [len(ids) for ids in tokenizer(clips.texts + clips.template_texts).input_ids]
+    return {
+        "vocab_size": len(tokenizer),
+        "merges": len(tokenizer_merges(tokenizer)),
+        "description_tokens_max": max(lengths),
+        "descriptions_truncated": sum(n > BACKBONE.context_length for n in lengths),
+    }
+
+
+def held_out_evaluation(
+    model: CLIPModel, tokenizer: CLIPTokenizer, heads: FaceHeads, held_clips: ClipSet
+) -> dict[str, dict]:
+    """Retrieval, face read-outs and zero-shot accuracy on the clips held out of pre-training."""
+    features = frame_embeddings(model, held_clips.frames)
+    text = description_features(model, tokenizer, held_clips)
+    return {
+        "retrieval": retrieval(model, tokenizer, held_clips, features),
+        "face_readout": face_readout(heads, held_clips, features, text),
+        "zero_shot": {"held_out": zero_shot(model, tokenizer, held_clips, features)},
+    }
+
+
+def run_probe(args: argparse.Namespace) -> dict:
     """Linear probe (and zero-shot) on demo-seed clips with the saved backbone, plus the same
     probe on a randomly initialised backbone of the same shape for comparison."""
-    root = args.probe_data or generate(args.work, args.probe_clips, 0, shape.image_size)
-    clips = load_synth(root, shape.image_size, args.fold)
+    root = args.probe_data or generate(args.work, args.probe_clips, 0, BACKBONE.image_size)
+    clips = load_synth(root, BACKBONE.image_size, args.fold)
     model = CLIPModel.from_pretrained(args.out).eval()
     tokenizer = CLIPTokenizer.from_pretrained(args.out)
     check_tokenizer(tokenizer, model.config.text_config.vocab_size)
     features = frame_embeddings(model, clips.frames)
-    untrained = build_model(shape, tokenizer, args.seed)
+    untrained = build_model(tokenizer, args.seed)
     random_init = frame_embeddings(untrained, clips.frames)
     seed = json.loads((root / "meta.json").read_text(encoding="utf-8"))["seed"]
     result = {
@@ -1111,12 +1104,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    shape = Shape()
     try:
         if not args.probe_only:
-            run_pretraining(args, shape)
+            run_pretraining(args)
         if args.probe or args.probe_only:
-            run_probe(args, shape)
+            run_probe(args)
     except FineCLIPERError as exc:
         print(f"pretrain_demo_backbone: error: {exc}", file=sys.stderr)
         return 1

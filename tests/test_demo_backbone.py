@@ -157,3 +157,43 @@ def test_trained_tokenizer_round_trips(script):
     unseen = tokenizer("Zygomatic 7 ☺").input_ids  # falls back to bytes, never unknown
     assert tokenizer.unk_token_id not in unseen[1:-1]
     assert tokenizer.decode(unseen, skip_special_tokens=True) == "zygomatic 7 ☺"
+
+
+def test_script_builds_the_bundled_architecture(script, backbone):
+    model, tokenizer = backbone
+    built = script.build_model(tokenizer, seed=0).config
+    keys = (
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "projection_dim",
+        "hidden_act",
+    )
+    for tower in ("text_config", "vision_config"):
+        bundled, rebuilt = getattr(model.config, tower), getattr(built, tower)
+        assert {k: getattr(rebuilt, k) for k in keys} == {k: getattr(bundled, k) for k in keys}
+    text_keys = ("vocab_size", "max_position_embeddings", "bos_token_id", "eos_token_id")
+    for key in text_keys:
+        assert getattr(built.text_config, key) == getattr(model.config.text_config, key)
+    assert built.vision_config.image_size == model.config.vision_config.image_size
+    assert built.projection_dim == model.config.projection_dim
+
+
+def test_script_prompts_are_the_demo_models(script):
+    from finecliper.data.classes import DFEW_CLASSES, prompt_names
+    from finecliper.model.config import ModelConfig
+    from finecliper.model.network import label_prompts
+
+    positive, negative = label_prompts(prompt_names(DFEW_CLASSES), ModelConfig())
+    sentences = script.prompt_sentences()
+    assert set(positive) | set(negative) <= set(sentences)
+    assert script.prompt_adjectives(DFEW_CLASSES) == [
+        "happy",
+        "sad",
+        "neutral",
+        "angry",
+        "surprised",
+        "disgusted",
+        "fearful",
+    ]

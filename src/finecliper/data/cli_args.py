@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from finecliper.data.config import DatasetName
-
-DATASETS: tuple[str, ...] = get_args(DatasetName)
+from finecliper.data.readers import reader_names
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, captions: bool = False) -> None:
     """``dataset root [--dfew-frames] [--mafw-source] [--mafw-captions]``."""
-    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("dataset", choices=reader_names())
     parser.add_argument("root", type=Path, help="dataset root (custom: the manifest CSV)")
     # None = not given: the reader's default applies, and another dataset's option is an error.
     parser.add_argument(

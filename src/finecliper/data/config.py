@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from finecliper.config_base import Section
-
-DatasetName = Literal["dfew", "ferv39k", "mafw", "custom", "synth"]
+from finecliper.data.readers import reader_names
 
 
 class DataConfig(Section):
-    dataset: DatasetName = "synth"
+    dataset: str = Field("synth", description="a registered dataset (finecliper.data.readers)")
     root: str | None = Field(None, description="dataset root (for custom: the manifest CSV)")
     fold: int | None = Field(1, ge=1, le=5, description="test fold; None for fixed splits")
     dfew_frames: Literal["clip_224x224", "clip_224x224_16f"] = Field(
@@ -29,3 +28,10 @@ class DataConfig(Section):
     descriptions: str | None = Field(None, description="refined descriptions JSONL")
     packed: str | None = Field(None, description="a `finecliper pack` output: clips read from it")
     num_workers: int = Field(2, ge=0, le=64)
+
+    @field_validator("dataset")
+    @classmethod
+    def _check_dataset(cls, dataset: str) -> str:
+        if dataset not in reader_names():
+            raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(reader_names())})")
+        return dataset

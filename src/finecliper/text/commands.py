@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from finecliper.data.cli_args import add_dataset_arguments, reader_options
-
-BACKEND_NAMES = ("video-llava", "qwen2-vl", "openai-compatible", "template")
-JUDGE_BACKENDS = ("video-llava", "qwen2-vl", "openai-compatible")
+from finecliper.text.backends import backend_names
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -48,7 +46,7 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
     )
     add_dataset_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output JSONL file")
-    parser.add_argument("--backend", choices=BACKEND_NAMES, default="video-llava")
+    parser.add_argument("--backend", choices=backend_names(), default="video-llava")
     _add_backend_options(parser)
     parser.add_argument("--shard", default="0/1", help="I/N: this machine's share (default 0/1)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
@@ -109,7 +107,7 @@ def _register_refine(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--judge-backend", choices=JUDGE_BACKENDS, default=None)
+    parser.add_argument("--judge-backend", choices=backend_names(judge=True), default=None)
     _add_backend_options(parser, "judge-")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=_run_refine)

@@ -1,18 +1,36 @@
-"""Dataset readers: one entry point, ``read_dataset``, over DFEW, FERV39k, MAFW, custom, synth."""
+"""Dataset readers: one entry point, ``read_dataset``, over every registered dataset.
+
+Adding a dataset is one new module in this package whose reader function carries
+``@register_reader("name", options={...})``; ``finecliper data check``, ``describe``, ``prepare
+faces`` and the run config's ``data.dataset`` then accept the name. The reader is called as
+``reader(root, fold=..., **params)``, where ``options`` maps each reader option it takes (the
+keys of :data:`OPTION_DEFAULTS`) to its parameter name, and only the options that were given
+are passed, so the function's own defaults apply otherwise. A reader module is imported only
+when its dataset is read (this package's ``__init__`` stays light for ``finecliper --help``).
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from finecliper.data.readers.custom import read_custom
-from finecliper.data.readers.dfew import read_dfew
-from finecliper.data.readers.ferv39k import read_ferv39k
-from finecliper.data.readers.mafw import read_mafw
-from finecliper.data.records import DatasetIndex
 from finecliper.errors import ConfigError, LayoutError
+from finecliper.registry import Registry
 
-__all__ = ["read_custom", "read_dataset", "read_dfew", "read_ferv39k", "read_mafw"]
+if TYPE_CHECKING:
+    from finecliper.data.records import DatasetIndex
+
+__all__ = [
+    "read_custom",
+    "read_dataset",
+    "read_dfew",
+    "read_ferv39k",
+    "read_mafw",
+    "reader_names",
+    "register_reader",
+]
 
 # Every reader option with its default. Callers (CLI, training config) pass the whole set for
 # any dataset; an option of another dataset is accepted only at its default or None.
@@ -23,13 +41,37 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "deep": False,
     "classes": None,
 }
-DATASET_OPTIONS: dict[str, frozenset[str]] = {
-    "dfew": frozenset({"dfew_frames", "deep"}),
-    "ferv39k": frozenset({"deep"}),
-    "mafw": frozenset({"mafw_source", "mafw_captions", "deep"}),
-    "custom": frozenset({"classes", "deep"}),
-    "synth": frozenset({"deep"}),
+
+Reader = Callable[..., "DatasetIndex"]
+READERS: Registry[Reader] = Registry("dataset", __name__, "register_reader")
+
+# The readers' functions, importable from here as before the registry (loaded on first use).
+_EXPORTS = {
+    "read_custom": "custom",
+    "read_dfew": "dfew",
+    "read_ferv39k": "ferv39k",
+    "read_mafw": "mafw",
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def register_reader(name: str, *, options: dict[str, str]) -> Callable[[Reader], Reader]:
+    """Decorator: read dataset ``name`` with this function; ``options`` maps reader option ->
+    parameter (e.g. ``{"dfew_frames": "frames", "deep": "deep"}``)."""
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"dataset {name!r}: unknown reader option(s) {', '.join(unknown)}")
+    return READERS.register(name, options=options)
+
+
+def reader_names() -> tuple[str, ...]:
+    """The datasets that can be read, sorted (their modules are not imported)."""
+    return READERS.names()
 
 
 def _dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +79,12 @@ def _dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         known = ", ".join(OPTION_DEFAULTS)
         raise ConfigError(f"unknown reader option(s) {', '.join(unknown)} (known: {known})")
+    accepted = READERS.info(name)["options"]
     chosen = {}
     for key, value in options.items():
         if value is None:
             continue
-        if key in DATASET_OPTIONS[name]:
+        if key in accepted:
             chosen[key] = value
         elif value != OPTION_DEFAULTS[key]:
             raise ConfigError(f"reader option {key}={value!r} does not apply to dataset {name}")
@@ -58,29 +101,12 @@ def read_dataset(
     every frame instead of the first and last of each clip).
     Raises LayoutError when ``root`` does not have the dataset's layout.
     """
-    if name not in DATASET_OPTIONS:
-        raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(DATASET_OPTIONS)})")
+    if name not in reader_names():
+        raise ConfigError(f"unknown dataset {name!r} (known: {', '.join(reader_names())})")
     chosen = _dataset_options(name, options)
     root = Path(root)
     if not root.exists():
         raise LayoutError(f"{root}: no such file or folder")
-    deep = bool(chosen.get("deep", False))
-    if name == "dfew":
-        frames = chosen.get("dfew_frames", OPTION_DEFAULTS["dfew_frames"])
-        return read_dfew(root, fold=fold, frames=frames, deep=deep)
-    if name == "ferv39k":
-        return read_ferv39k(root, fold=fold, deep=deep)
-    if name == "mafw":
-        return read_mafw(
-            root,
-            fold=fold,
-            source=chosen.get("mafw_source", OPTION_DEFAULTS["mafw_source"]),
-            captions=bool(chosen.get("mafw_captions", False)),
-            deep=deep,
-        )
-    if name == "custom":
-        return read_custom(root, fold=fold, classes=chosen.get("classes"), deep=deep)
-    from finecliper.data.synth import read_synth
-
-    # Only pass what was asked for, so read_synth needs no parameter it does not use.
-    return read_synth(root, fold=fold, **({"deep": True} if deep else {}))
+    reader = READERS.get(name)
+    parameters = reader.info["options"]
+    return reader.target(root, fold=fold, **{parameters[k]: v for k, v in chosen.items()})

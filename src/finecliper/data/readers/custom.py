@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finecliper.data.classes import resolve_label
+from finecliper.data.readers import register_reader
 from finecliper.data.readers.common import Entry, assemble
 from finecliper.data.records import DatasetIndex, Problem
 from finecliper.errors import ConfigError, LayoutError
@@ -110,6 +111,7 @@ def _split_names(rows: list[_Row], has_fold: bool) -> list[str]:
     return names
 
 
+@register_reader("custom", options={"classes": "classes", "deep": "deep"})
 def read_custom(
     manifest: Path,
     *,

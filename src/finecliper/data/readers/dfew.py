@@ -12,6 +12,7 @@ import csv
 from pathlib import Path
 
 from finecliper.data.classes import DFEW_CLASSES
+from finecliper.data.readers import register_reader
 from finecliper.data.readers.common import Entry, assemble, check_fold
 from finecliper.data.records import DatasetIndex, Problem
 from finecliper.errors import ConfigError, LayoutError
@@ -80,6 +81,7 @@ def _is_zero_indexed(labels: set[int]) -> bool:
     return 0 in labels and len(DFEW_CLASSES) not in labels
 
 
+@register_reader("dfew", options={"dfew_frames": "frames", "deep": "deep"})
 def read_dfew(
     root: Path, *, fold: int | None = None, frames: str = "clip_224x224", deep: bool = False
 ) -> DatasetIndex:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finecliper.data.classes import FERV39K_CLASSES, resolve_label
+from finecliper.data.readers import register_reader
 from finecliper.data.readers.common import Entry, assemble, decode_lines
 from finecliper.data.records import DatasetIndex, Problem
 from finecliper.errors import ConfigError, LayoutError
@@ -46,6 +47,7 @@ def _parse_line(text: str, where: str) -> tuple[str, int] | Problem:
     return clip_path, label
 
 
+@register_reader("ferv39k", options={"deep": "deep"})
 def read_ferv39k(root: Path, *, fold: int | None = None, deep: bool = False) -> DatasetIndex:
     """Read FERV39k's All_scenes train/test split from ``root``."""
     if fold is not None:

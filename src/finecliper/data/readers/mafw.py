@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finecliper.data.classes import MAFW_CLASSES, resolve_label
+from finecliper.data.readers import register_reader
 from finecliper.data.readers.common import Entry, assemble, check_fold, decode_lines
 from finecliper.data.records import DatasetIndex, Problem
 from finecliper.errors import ConfigError, LayoutError
@@ -91,6 +92,9 @@ def _parse_list(
     return entries, problems
 
 
+@register_reader(
+    "mafw", options={"mafw_source": "source", "mafw_captions": "captions", "deep": "deep"}
+)
 def read_mafw(
     root: Path,
     *,

@@ -4,26 +4,26 @@ Every backend turns a batch of :class:`ClipRequest` (clip id, prompt, sampled fr
 folder) into one :class:`Reply` per request, in order. A failure of one clip (a server timeout,
 a malformed reply, a clip without landmarks) is that clip's ``error``; the job records it and
 goes on. Heavy libraries are imported only when a backend is created.
+
+Adding a backend is one new module in this package whose factory (a class or function called as
+``factory(model, options)``) carries ``@register_backend("name", default_model="...")``; add
+``judge=False`` when it cannot serve as the LLM judge (text-only ``complete``). ``finecliper
+describe --backend`` and ``refine --judge-backend`` then offer it, and its module is imported only
+when the backend is created (see :mod:`finecliper.registry`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from finecliper.errors import ConfigError
+from finecliper.registry import Registry
 
-BACKENDS: tuple[str, ...] = ("video-llava", "qwen2-vl", "openai-compatible", "template")
-DEFAULT_MODELS: dict[str, str] = {
-    "video-llava": "LanguageBind/Video-LLaVA-7B-hf",
-    "qwen2-vl": "Qwen/Qwen2-VL-7B-Instruct",
-    "openai-compatible": "Qwen/Qwen2-VL-7B-Instruct",
-    "template": "finecliper-landmark-template",
-}
+if TYPE_CHECKING:  # numpy is not needed to list the backends (finecliper --help)
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -88,23 +88,28 @@ class Backend(Protocol):
         ...
 
 
+BackendFactory = Callable[[str, BackendOptions], Backend]
+BACKENDS: Registry[BackendFactory] = Registry("backend", __name__, "register_backend")
+
+
+def register_backend(
+    name: str, *, default_model: str, judge: bool = True
+) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator: create backend ``name`` with ``factory(model, options)``; ``default_model``
+    is used when ``options.model`` is not set; ``judge`` says whether it can be the LLM judge."""
+    return BACKENDS.register(name, default_model=default_model, judge=judge)
+
+
+def backend_names(*, judge: bool = False) -> tuple[str, ...]:
+    """The registered backends, sorted; with ``judge``, those that can be the LLM judge."""
+    return tuple(
+        name for name in BACKENDS.names() if not judge or BACKENDS.info(name).get("judge", True)
+    )
+
+
 def create_backend(name: str, options: BackendOptions) -> Backend:
-    """Build backend ``name``; ``options.model`` defaults to :data:`DEFAULT_MODELS`."""
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    model = options.model or DEFAULT_MODELS[name]
-    if name == "video-llava":
-        from finecliper.text.backends.video_llava import VideoLlavaBackend
-
-        return VideoLlavaBackend.load(model, options)
-    if name == "qwen2-vl":
-        from finecliper.text.backends.qwen2_vl import Qwen2VLBackend
-
-        return Qwen2VLBackend.load(model, options)
-    if name == "openai-compatible":
-        from finecliper.text.backends.openai_compatible import OpenAICompatibleBackend
-
-        return OpenAICompatibleBackend(model, options)
-    from finecliper.text.backends.template import TemplateBackend
-
-    return TemplateBackend(options)
+    """Build backend ``name``; ``options.model`` defaults to the backend's ``default_model``."""
+    backend = BACKENDS.get(name)
+    if backend is None:
+        raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(backend_names())})")
+    return backend.target(options.model or backend.info["default_model"], options)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from finecliper.errors import ConfigError
-from finecliper.text.backends import BackendOptions, ClipRequest, Reply
+from finecliper.text.backends import BackendOptions, ClipRequest, Reply, register_backend
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
@@ -35,6 +35,7 @@ class _Retryable(Exception):
     """A failure worth another attempt (network, timeout, overload)."""
 
 
+@register_backend("openai-compatible", default_model="Qwen/Qwen2-VL-7B-Instruct")
 class OpenAICompatibleBackend:
     name = "openai-compatible"
     needs_frames = True

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from finecliper.errors import ConfigError
-from finecliper.text.backends import BackendOptions, ClipRequest
+from finecliper.text.backends import BackendOptions, ClipRequest, register_backend
 from finecliper.text.backends.hf import (
     CLIP_MEAN,
     CLIP_STD,
@@ -134,3 +134,8 @@ def _pixel_budget(config: dict[str, Any]) -> tuple[int, int]:
     if low > high:
         raise ConfigError(f"Qwen2-VL preprocessing: min_pixels {low} > max_pixels {high}")
     return int(low), int(high)
+
+
+@register_backend("qwen2-vl", default_model="Qwen/Qwen2-VL-7B-Instruct")
+def load_qwen2_vl(model: str, options: BackendOptions) -> Qwen2VLBackend:
+    return Qwen2VLBackend.load(model, options)

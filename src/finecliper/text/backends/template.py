@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from finecliper.errors import ConfigError
-from finecliper.text.backends import BackendOptions, ClipRequest, Reply
+from finecliper.text.backends import BackendOptions, ClipRequest, Reply, register_backend
 
 TEMPLATE_VERSION = "1"
 # (slight, clear, strong) change thresholds, in inter-ocular distances unless noted.
@@ -334,3 +334,9 @@ class TemplateBackend:
         except ValueError as exc:
             return Reply(None, f"{folder / 'landmarks.npy'}: {exc}")
         return Reply(text, frame_indices=found.tolist())
+
+
+# The template reads landmarks, not a model: ``model`` only names it, and it cannot judge.
+@register_backend("template", default_model="finecliper-landmark-template", judge=False)
+def create_template(model: str, options: BackendOptions) -> TemplateBackend:
+    return TemplateBackend(options)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from finecliper.text.backends import BackendOptions, ClipRequest
+from finecliper.text.backends import BackendOptions, ClipRequest, register_backend
 from finecliper.text.backends.hf import (
     CLIP_MEAN,
     CLIP_STD,
@@ -84,3 +84,8 @@ def _preprocessing(config: dict[str, Any], image_size: int) -> dict[str, Any]:
         "mean": tuple(config.get("image_mean") or CLIP_MEAN),
         "std": tuple(config.get("image_std") or CLIP_STD),
     }
+
+
+@register_backend("video-llava", default_model="LanguageBind/Video-LLaVA-7B-hf")
+def load_video_llava(model: str, options: BackendOptions) -> VideoLlavaBackend:
+    return VideoLlavaBackend.load(model, options)

@@ -32,7 +32,7 @@ from finecliper.data.synth import read_synth
 from finecliper.data.transforms import ClipTransform
 from finecliper.data.video import read_frames
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.face.pipeline import clip_dir
+from finecliper.face.cache import clip_dir
 from finecliper.text.descriptions import load_descriptions
 
 

@@ -27,13 +27,11 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from finecliper.data.records import ClipRecord  # noqa: E402
 from finecliper.errors import ConfigError, FineCLIPERError  # noqa: E402
+from finecliper.face.cache import clip_dir, clip_folder_name, load_clip_faces  # noqa: E402
 from finecliper.face.commands import parse_shard, register  # noqa: E402
 from finecliper.face.detect import FaceBox  # noqa: E402
 from finecliper.face.pipeline import (  # noqa: E402
     FacesSettings,
-    clip_dir,
-    clip_folder_name,
-    load_clip_faces,
     merge_caches,
     nearest_sources,
     run_faces,
@@ -212,7 +210,7 @@ import argparse, os, signal, sys
 from finecliper.face import pipeline
 from finecliper.face.commands import register
 
-real_write, calls = pipeline._write_arrays, []
+real_write, calls = pipeline.write_arrays, []
 
 def write_then_die(*args):
     calls.append(1)
@@ -220,7 +218,7 @@ def write_then_die(*args):
         os.kill(os.getpid(), signal.SIGKILL)
     real_write(*args)
 
-pipeline._write_arrays = write_then_die
+pipeline.write_arrays = write_then_die
 parser = argparse.ArgumentParser()
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

@@ -68,10 +68,19 @@ from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import (
     VideoReadError,
     frames_to_tensor,
+    image_to_rgb,
     list_frame_files,
     open_video,
 )
 from finecliper.errors import ConfigError, FineCLIPERError
+from finecliper.face.arrays import (
+    DamagedArraysError,
+    has_landmarks,
+    no_face,
+    padded_rows,
+    read_arrays,
+)
+from finecliper.face.cache import clip_dir, load_clip_faces, read_status
 from finecliper.face.schema import NUM_LANDMARKS
 from finecliper.io import atomic_open, write_json
 
@@ -180,20 +189,16 @@ def _source_plan(path: Path) -> _Plan:
 def _synth_plan(record: ClipRecord) -> _Plan:
     plan = _source_plan(Path(record.path))
     folder = Path(record.path).parent
-    if not (folder / "landmarks.npy").is_file():
+    if not has_landmarks(folder):
         return replace(plan, note="no landmarks.npy beside the frames")
     try:
-        landmarks = np.load(folder / "landmarks.npy")
-        with np.load(folder / "parsing.npz") as archive:
-            parsing = archive["maps"]
-    except (OSError, KeyError, ValueError) as exc:
-        return replace(plan, note=f"{folder}: unreadable middle-level files ({exc})")
-    return replace(plan, landmarks=landmarks, parsing=parsing)
+        arrays = read_arrays(folder)
+    except DamagedArraysError as exc:
+        return replace(plan, note=f"{folder}: unreadable middle-level files ({exc.reason})")
+    return replace(plan, landmarks=arrays.landmarks, parsing=arrays.parsing)
 
 
 def _cache_plan(record: ClipRecord, cache: Path) -> _Plan:
-    from finecliper.face.pipeline import clip_dir, load_clip_faces, read_status
-
     try:
         status = read_status(clip_dir(cache, record.clip_id))
         faces = load_clip_faces(cache, record.clip_id) if status else None
@@ -236,14 +241,6 @@ def _encode(rgb: np.ndarray, settings: PackSettings) -> bytes:
     return buffer.getvalue()
 
 
-def _as_rgb(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """What ``read_frames`` makes of an image: RGB, brought to the clip's first frame size."""
-    rgb = image.convert("RGB")
-    if rgb.size != size:
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(rgb, dtype=np.uint8)
-
-
 def _file_blobs(files: list[Path], settings: PackSettings) -> tuple[list[bytes], tuple[int, int]]:
     blobs: list[bytes] = []
     size: tuple[int, int] | None = None
@@ -257,7 +254,7 @@ def _file_blobs(files: list[Path], settings: PackSettings) -> tuple[list[bytes],
                 if verbatim and image.size == size:
                     blobs.append(data)
                 else:
-                    blobs.append(_encode(_as_rgb(image, size), settings))
+                    blobs.append(_encode(image_to_rgb(image, size), settings))
         except _IMAGE_ERRORS as exc:
             raise VideoReadError(f"{file}: unreadable image ({exc})") from exc
     assert size is not None  # files is never empty (checked by the plan)
@@ -278,7 +275,7 @@ def _video_blobs(
             if wanted is None or position in wanted:
                 image = frame.to_image()
                 size = size or image.size
-                encoded[position] = _encode(_as_rgb(image, size), settings)
+                encoded[position] = _encode(image_to_rgb(image, size), settings)
     order = sorted(encoded) if indices is None else indices
     missing = [i for i in order if i not in encoded]
     if size is None or missing:
@@ -314,9 +311,9 @@ def _aligned_middle(
         raise VideoReadError(
             f"{clip}: {landmarks.shape} landmarks do not fit {len(parsing)} parsing maps"
         )
-    rows = np.minimum(np.arange(count), len(landmarks) - 1)  # as the unpacked loader pads
+    rows = padded_rows(np.arange(count), len(landmarks))  # as the unpacked loader pads
     points = np.asarray(landmarks[rows], dtype=np.float32)
-    if np.isnan(points).all():
+    if no_face(points):
         return None, None, "no face in any frame"
     return points, np.ascontiguousarray(parsing[rows], dtype=np.uint8), None
 
@@ -947,7 +944,7 @@ class PackedClipDataset(ClipDataset):
         clip = self.pack.read(position, chosen)
         parsing = None if clip.parsing is None else torch.from_numpy(clip.parsing)
         landmarks = None if clip.landmarks is None else torch.from_numpy(clip.landmarks)
-        if landmarks is not None and bool(torch.isnan(landmarks).all()):
+        if clip.landmarks is not None and no_face(clip.landmarks):
             parsing = landmarks = None  # no face in any sampled frame: the modalities are missing
         sample = self.transform(
             ClipSample(frames_to_tensor(clip.frames), parsing, landmarks), generator

@@ -23,10 +23,8 @@ shards made on different machines are joined by :func:`merge_caches`.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-import re
 import resource
 import shutil
 import time
@@ -45,8 +43,24 @@ from tqdm import tqdm
 
 from finecliper import __version__
 from finecliper.data.records import ClipRecord, DatasetIndex
-from finecliper.data.video import VideoInfo, VideoReadError, list_frame_files, open_video
+from finecliper.data.video import (
+    ImageReadError,
+    VideoInfo,
+    VideoReadError,
+    list_frame_files,
+    load_frame_image,
+    open_video,
+)
 from finecliper.errors import ConfigError, FineCLIPERError
+from finecliper.face.arrays import write_arrays
+from finecliper.face.cache import (
+    CACHE_FORMAT,
+    CACHE_FORMAT_VERSION,
+    clip_dir,
+    iter_statuses,
+    read_manifest,
+    read_status,
+)
 from finecliper.face.detect import FaceBox, FaceDetector
 from finecliper.face.landmarks import MeshLandmarker, mesh_to_68
 from finecliper.face.parsing import make_parser
@@ -57,10 +71,8 @@ from finecliper.face.track import (
     crop_square,
     follow_main_face,
 )
-from finecliper.io import atomic_open, write_json
+from finecliper.io import write_json
 
-CACHE_FORMAT = "finecliper-faces"
-CACHE_FORMAT_VERSION = 1
 CropMode = Literal["auto", "always", "never"]
 
 
@@ -120,92 +132,6 @@ class FaceTools:
     def close(self) -> None:
         self.landmarker.close()
         self.detector.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Cache paths and reading
-
-
-def clip_folder_name(clip_id: str) -> str:
-    """A file-system-safe, collision-free folder name for a clip id (ids may contain '/')."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", clip_id).lstrip(".") or "clip"
-    if safe != clip_id:
-        safe = f"{safe}-{zlib.crc32(clip_id.encode()):08x}"
-    return safe
-
-
-def clip_dir(cache: str | Path, clip_id: str) -> Path:
-    return Path(cache) / "clips" / clip_folder_name(clip_id)
-
-
-def read_status(folder: Path) -> dict[str, Any] | None:
-    """A finished clip's status.json, or None when the clip is not (completely) there."""
-    try:
-        with open(folder / "status.json", encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FineCLIPERError(f"{folder / 'status.json'}: unreadable ({exc})") from exc
-
-
-def read_manifest(cache: str | Path) -> dict[str, Any]:
-    path = Path(cache) / "manifest.json"
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError as exc:
-        raise FineCLIPERError(
-            f"{path}: no face cache here (run `finecliper prepare faces`)"
-        ) from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FineCLIPERError(f"{path}: unreadable ({exc})") from exc
-
-
-def iter_statuses(cache: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(clip folder, status) of every finished clip, in folder-name order."""
-    clips = Path(cache) / "clips"
-    if not clips.is_dir():
-        return
-    for folder in sorted(clips.iterdir()):
-        if folder.is_dir() and not folder.name.startswith("."):
-            status = read_status(folder)
-            if status is not None:
-                yield folder, status
-
-
-@dataclass
-class ClipFaces:
-    """One cached clip: its status and, unless no face was found, its arrays."""
-
-    folder: Path
-    status: dict[str, Any]
-    landmarks: np.ndarray | None  # (T, 68, 2) float32
-    parsing: np.ndarray | None  # (T, H, W) uint8
-    mesh: np.ndarray | None  # (T, N, 3) float16
-
-    @property
-    def frames_dir(self) -> Path | None:
-        name = self.status.get("frames_dir")
-        return None if name is None else self.folder / name
-
-
-def load_clip_faces(cache: str | Path, clip_id: str, *, mesh: bool = False) -> ClipFaces:
-    """A finished clip from the cache; raises FineCLIPERError naming it if it is not there."""
-    folder = clip_dir(cache, clip_id)
-    status = read_status(folder)
-    if status is None:
-        raise FineCLIPERError(f"{folder}: clip {clip_id!r} is not in the face cache")
-    if status["status"] != "ok":
-        return ClipFaces(folder, status, None, None, None)
-    try:
-        landmarks = np.load(folder / "landmarks.npy")
-        with np.load(folder / "parsing.npz") as archive:
-            parsing = archive["maps"]
-        mesh_array = np.load(folder / "mesh.npy") if mesh else None
-    except (OSError, KeyError, ValueError) as exc:
-        raise FineCLIPERError(f"{folder}: damaged face-cache clip ({exc})") from exc
-    return ClipFaces(folder, status, landmarks, parsing, mesh_array)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,10 +200,13 @@ def read_selected(source: FrameSource) -> Iterator[tuple[np.ndarray | None, str 
     if source.files is not None:
         size = None
         for index in source.indices:
-            image, error = _load_image(source.files[index], size)
-            if image is not None and size is None:
-                size = (image.shape[1], image.shape[0])
-            yield image, error
+            try:
+                image = load_frame_image(source.files[index], size)
+            except ImageReadError as exc:  # this frame reuses its neighbour's results
+                yield None, f"{exc.file.name}: unreadable image ({exc.reason})"
+                continue
+            size = size or (image.shape[1], image.shape[0])
+            yield image, None
         return
     wanted = iter(source.indices)
     target = next(wanted, None)
@@ -297,17 +226,6 @@ def read_selected(source: FrameSource) -> Iterator[tuple[np.ndarray | None, str 
     while target is not None:
         yield None, error
         target = next(wanted, None)
-
-
-def _load_image(file: Path, size: tuple[int, int] | None) -> tuple[np.ndarray | None, str | None]:
-    try:
-        with Image.open(file) as image:
-            rgb = image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return None, f"{file.name}: unreadable image ({exc})"
-    if size is not None and rgb.size != size:
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
-    return np.asarray(rgb, dtype=np.uint8), None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,8 +342,15 @@ def _extract(record: ClipRecord, work: Path, tools: FaceTools, settings: FacesSe
             "size": settings.crop_size,
         }
     if any(found):
-        _write_arrays(work, results.meshes, results.maps, status["reused_from"])
+        _write_reused_arrays(work, results, status["reused_from"])
     return status
+
+
+def _write_reused_arrays(work: Path, results: FrameResults, sources: list[int]) -> None:
+    """The clip's arrays, each frame without a face taking its nearest found frame's rows."""
+    mesh = np.stack([results.meshes[s] for s in sources])  # type: ignore[misc]
+    parsing = np.stack([results.maps[s] for s in sources])
+    write_arrays(work, mesh_to_68(mesh), parsing, mesh)
 
 
 def _save_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
@@ -437,18 +362,6 @@ def _fill_unreadable_frames(frames: Path, readable: list[bool]) -> None:
     for position, source in enumerate(nearest_sources(readable)):
         if source != position:
             shutil.copyfile(frames / f"{source:06d}.jpg", frames / f"{position:06d}.jpg")
-
-
-def _write_arrays(
-    work: Path, meshes: list[np.ndarray | None], maps: dict[int, np.ndarray], sources: list[int]
-) -> None:
-    mesh = np.stack([meshes[s] for s in sources])  # type: ignore[misc]
-    with atomic_open(work / "landmarks.npy", "wb") as handle:
-        np.save(handle, mesh_to_68(mesh))
-    with atomic_open(work / "mesh.npy", "wb") as handle:
-        np.save(handle, mesh.astype(np.float16))
-    with atomic_open(work / "parsing.npz", "wb") as handle:
-        np.savez_compressed(handle, maps=np.stack([maps[s] for s in sources]))
 
 
 @dataclass

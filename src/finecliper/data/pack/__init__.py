@@ -4,6 +4,8 @@
 data (a ``prepare faces`` cache, or SynthDFER's own files) and its descriptions, and writes every
 clip into shards of large files. At training time a worker maps them into memory and reads only
 the sampled frames of a clip: no per-frame files, no npz archives, no directory listings.
+Modules: ``format`` (records and settings), ``plan`` (where a clip's data comes from),
+``write`` (encoding, shards, the job), ``read`` (:class:`PackedClips`, the Dataset).
 
 Layout of PACKED::
 

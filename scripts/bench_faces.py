@@ -27,8 +27,9 @@ import torch
 from PIL import Image
 
 from finecliper.data.records import ClipRecord
+from finecliper.face.analysis import FacesSettings
 from finecliper.face.parsing import BiSeNet
-from finecliper.face.pipeline import FacesSettings, run_faces
+from finecliper.face.pipeline import run_faces
 
 
 def moving_photo(frames: int, width: int, height: int) -> list[np.ndarray]:

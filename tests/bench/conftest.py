@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pack_fixtures import SHARD_CLIPS, synth_sources
 
-from finecliper.data.pack import PackSettings, pack_dataset
+from finecliper.data.pack.format import PackSettings
+from finecliper.data.pack.write import pack_dataset
 from finecliper.data.synth import generate_synth, read_synth
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finecliper.data.pack import PackSources
+from finecliper.data.pack.plan import PackSources
 
 SHARD_CLIPS = 4
 

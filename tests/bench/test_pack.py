@@ -17,22 +17,18 @@ from pack_fixtures import SHARD_CLIPS, synth_sources
 from PIL import Image
 
 from finecliper.bench import commands
-from finecliper.data import pack as pack_module
 from finecliper.data.dataset import ClipDataset, synth_middle_locator
-from finecliper.data.pack import (
-    PackedClipDataset,
-    PackedClips,
-    PackSettings,
-    PackSources,
-    decode_jpeg,
-    pack_dataset,
-)
+from finecliper.data.pack import write as pack_module
+from finecliper.data.pack.format import PackSettings
+from finecliper.data.pack.plan import PackSources
+from finecliper.data.pack.read import PackedClipDataset, PackedClips, decode_jpeg
+from finecliper.data.pack.write import pack_dataset
 from finecliper.data.readers import read_dataset
 from finecliper.data.synth import read_synth
 from finecliper.data.transforms import ClipTransform
 from finecliper.data.video import read_frames
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.face.pipeline import clip_dir
+from finecliper.face.cache import clip_dir
 from finecliper.text.descriptions import load_descriptions
 
 

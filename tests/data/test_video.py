@@ -9,10 +9,12 @@ from PIL import Image
 
 from finecliper.data.sampling import segment_indices
 from finecliper.data.video import (
+    ImageReadError,
     VideoReadError,
     count_frames,
     frames_to_tensor,
     list_frame_files,
+    load_frame_image,
     open_video,
     read_frames,
 )
@@ -218,3 +220,16 @@ def test_frames_to_tensor_is_channels_first_in_channels_last_memory():
     assert tensor.shape == (2, 3, SIZE, SIZE)
     assert tensor.is_contiguous(memory_format=torch.channels_last)
     assert tensor[1, :, 0, 0].tolist() == [32, 40, 200]
+
+
+def test_one_frame_image_is_rgb_at_the_clips_first_frame_size(tmp_path):
+    grey = tmp_path / "grey.png"
+    Image.new("L", (20, 10), 128).save(grey)
+    own = load_frame_image(grey, None)
+    assert own.shape == (10, 20, 3) and own.dtype == np.uint8 and (own == 128).all()
+    assert load_frame_image(grey, (8, 6)).shape == (6, 8, 3)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(ImageReadError, match=re.escape(f"{broken}: unreadable image")) as caught:
+        load_frame_image(broken, None)
+    assert caught.value.file == broken and caught.value.reason

@@ -27,20 +27,12 @@ skimage_data = pytest.importorskip("skimage.data")
 
 from finecliper.data.records import ClipRecord  # noqa: E402
 from finecliper.errors import ConfigError, FineCLIPERError  # noqa: E402
+from finecliper.face.analysis import FacesSettings, nearest_sources  # noqa: E402
+from finecliper.face.cache import clip_dir, clip_folder_name, load_clip_faces  # noqa: E402
 from finecliper.face.commands import parse_shard, register  # noqa: E402
 from finecliper.face.detect import FaceBox  # noqa: E402
-from finecliper.face.pipeline import (  # noqa: E402
-    FacesSettings,
-    clip_dir,
-    clip_folder_name,
-    load_clip_faces,
-    merge_caches,
-    nearest_sources,
-    run_faces,
-    settings_dict,
-    shard_of,
-    uniform_indices,
-)
+from finecliper.face.frames import uniform_indices  # noqa: E402
+from finecliper.face.pipeline import merge_caches, run_faces, settings_dict, shard_of  # noqa: E402
 from finecliper.face.qc import write_qc_montage  # noqa: E402
 from finecliper.face.schema import LANDMARK_COLOUR, LANDMARK_GROUPS  # noqa: E402
 from finecliper.face.track import CropBox, crop_boxes, crop_square, follow_main_face  # noqa: E402
@@ -209,10 +201,10 @@ def test_manifest_names_tools_versions_and_settings(full_run: tuple[Path, dict])
 # arrays: no exception handler or cleanup runs, as when a job is killed for real.
 KILLED_RUN = """
 import argparse, os, signal, sys
-from finecliper.face import pipeline
+from finecliper.face import extract
 from finecliper.face.commands import register
 
-real_write, calls = pipeline._write_arrays, []
+real_write, calls = extract.write_arrays, []
 
 def write_then_die(*args):
     calls.append(1)
@@ -220,7 +212,7 @@ def write_then_die(*args):
         os.kill(os.getpid(), signal.SIGKILL)
     real_write(*args)
 
-pipeline._write_arrays = write_then_die
+extract.write_arrays = write_then_die
 parser = argparse.ArgumentParser()
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

@@ -29,7 +29,8 @@ from finecliper.data.records import ClipRecord
 from finecliper.data.transforms import ClipTransform
 from finecliper.data.video import read_frames
 from finecliper.errors import FineCLIPERError
-from finecliper.face.pipeline import FacesSettings, FaceTools, process_clip
+from finecliper.face.analysis import FacesSettings, FaceTools
+from finecliper.face.extract import process_clip
 from finecliper.runtime.checkpoint import read_checkpoint_info
 from finecliper.runtime.inputs import to_model_inputs
 from finecliper.serve import commands

@@ -5,6 +5,8 @@ import pytest
 from text_fixtures import NEUTRAL_FACE, animate
 
 from finecliper.errors import ConfigError
+from finecliper.face.cache import CACHE_FORMAT, clip_dir
+from finecliper.io import write_json
 from finecliper.text.backends import BackendOptions, ClipRequest
 from finecliper.text.backends.template import TemplateBackend, describe_landmarks
 from finecliper.text.lexicon import find_emotion_words
@@ -105,3 +107,24 @@ def test_backend_errors_name_the_clip_and_the_problem(tmp_path):
 def test_backend_needs_a_landmarks_folder():
     with pytest.raises(ConfigError, match="--landmarks"):
         TemplateBackend(BackendOptions())
+
+
+def test_backend_finds_a_faces_caches_clips_by_their_safe_folder_names(tmp_path):
+    clip_id = "Scene/Happy/0001"
+    folder = clip_dir(tmp_path, clip_id)
+    folder.mkdir(parents=True)
+    np.save(folder / "landmarks.npy", animate(16, brow_raise=3))
+    backend = TemplateBackend(BackendOptions(landmarks_root=tmp_path))
+    assert "no landmarks.npy" in backend.describe_clip(clip_id).error  # not declared a cache
+    write_json(tmp_path / "manifest.json", {"format": CACHE_FORMAT})
+    backend = TemplateBackend(BackendOptions(landmarks_root=tmp_path))
+    assert "The eyebrows rise" in backend.describe_clip(clip_id).text
+
+
+def test_backend_reads_where_an_explicit_locator_points(tmp_path):
+    _write_clip(tmp_path, "elsewhere", animate(16, brow_raise=3))
+    backend = TemplateBackend(
+        BackendOptions(landmarks_root=tmp_path / "unused"),
+        locator=lambda clip_id: tmp_path / "clips" / "elsewhere",
+    )
+    assert "The eyebrows rise" in backend.describe_clip("any").text

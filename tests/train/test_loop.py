@@ -16,7 +16,8 @@ import pytest
 from safetensors.torch import load_file
 
 from finecliper.config import save_config
-from finecliper.data.pack import PackSources, pack_dataset
+from finecliper.data.pack.plan import PackSources
+from finecliper.data.pack.write import pack_dataset
 from finecliper.data.synth import read_synth
 from finecliper.errors import FineCLIPERError
 from finecliper.train.loop import train

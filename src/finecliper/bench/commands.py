@@ -115,7 +115,9 @@ def _register_bench(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(args: argparse.Namespace) -> int:
-    from finecliper.data.pack import PackSettings, PackSources, pack_dataset
+    from finecliper.data.pack.format import PackSettings
+    from finecliper.data.pack.plan import PackSources
+    from finecliper.data.pack.write import pack_dataset
     from finecliper.data.readers import read_dataset
 
     index = read_dataset(

@@ -30,7 +30,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from finecliper.data.dataset import ClipDataset, collate_clips, synth_middle_locator
-from finecliper.data.pack import PackedClipDataset, PackedClips, PackSettings, PackSources
+from finecliper.data.pack.format import PackSettings
+from finecliper.data.pack.plan import PackSources
+from finecliper.data.pack.read import PackedClipDataset, PackedClips
 from finecliper.data.records import ClipRecord
 from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import ClipTransform
@@ -228,7 +230,7 @@ class SynthPacks:
 
 def make_synth_packs(folder: Path, size: int, clips: int, frames: int) -> SynthPacks:
     """A SynthDFER at ``size`` px packed as JPEG and as raw frames, under ``folder``."""
-    from finecliper.data.pack import pack_dataset
+    from finecliper.data.pack.write import pack_dataset
     from finecliper.data.synth import generate_synth, read_synth
     from finecliper.text.descriptions import load_descriptions
 

@@ -9,7 +9,6 @@ tensors and the GPU does the per-pixel work.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,15 @@ from finecliper.data.sampling import segment_indices
 from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import count_frames, frames_to_tensor, read_frames
 from finecliper.errors import FineCLIPERError
+from finecliper.face.arrays import (
+    DamagedArraysError,
+    has_landmarks,
+    no_face,
+    padded_rows,
+    read_arrays,
+    source_frames,
+)
+from finecliper.face.cache import clip_dir, read_status
 from finecliper.face.schema import NUM_LANDMARKS
 
 
@@ -62,12 +70,11 @@ class ClipBatch:
 def synth_middle_locator(record: ClipRecord) -> ClipMiddle | None:
     """SynthDFER keeps landmarks and parsing next to the clip's ``frames`` folder."""
     folder = record.path.parent
-    return ClipMiddle(folder) if (folder / "landmarks.npy").is_file() else None
+    return ClipMiddle(folder) if has_landmarks(folder) else None
 
 
 def cache_middle_locator(cache: Path) -> MiddleLocator:
     """Clips prepared by ``finecliper prepare faces``; no face found: modalities missing."""
-    from finecliper.face.pipeline import clip_dir, read_status
 
     def locate(record: ClipRecord) -> ClipMiddle | None:
         folder = clip_dir(cache, record.clip_id)
@@ -129,7 +136,7 @@ class ClipDataset(Dataset):
         total = len(rows) if rows is not None else record.num_frames or count_frames(source)
         # Sampled among the frames the middle-level arrays cover, so their rows line up.
         chosen = segment_indices(total, self.num_frames, train=self.train, generator=generator)
-        positions = [rows[i] for i in chosen] if rows is not None else chosen
+        positions = source_frames(chosen, rows)
         frames = frames_to_tensor(read_frames(source, positions))
         parsing, landmarks = _middle_rows(middle, chosen, frames.shape[-2:])
         sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
@@ -161,21 +168,20 @@ def _middle_rows(
     if middle is None:
         return None, None
     try:
-        points = np.load(middle.folder / "landmarks.npy", mmap_mode="r")
-        with np.load(middle.folder / "parsing.npz") as archive:
-            maps = archive["maps"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        arrays = read_arrays(middle.folder, mmap=True)
+    except DamagedArraysError as exc:
         raise FineCLIPERError(
-            f"{middle.folder}: damaged landmarks or parsing maps ({exc})"
+            f"{middle.folder}: damaged landmarks or parsing maps ({exc.reason})"
         ) from exc
+    maps = arrays.parsing
     if maps.shape[-2:] != tuple(size):
         raise FineCLIPERError(
             f"{middle.folder}: parsing maps are {maps.shape[-2]}x{maps.shape[-1]} but the frames "
             f"are {size[0]}x{size[1]}: the face cache was made from other frames"
         )
-    rows = np.minimum(chosen, len(points) - 1)
-    sampled = np.asarray(points[rows], dtype=np.float32)
-    if np.isnan(sampled).all():
+    rows = padded_rows(chosen, len(arrays.landmarks))
+    sampled = np.asarray(arrays.landmarks[rows], dtype=np.float32)
+    if no_face(sampled):
         return None, None  # no face in any sampled frame: the modalities are missing
     return torch.from_numpy(np.ascontiguousarray(maps[rows])), torch.from_numpy(sampled)
 

@@ -20,7 +20,7 @@ from finecliper.data.dataset import (
     cache_middle_locator,
     synth_middle_locator,
 )
-from finecliper.data.pack import PackedClipDataset, PackedClips
+from finecliper.data.pack.read import PackedClipDataset, PackedClips
 from finecliper.data.readers import read_dataset
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.data.transforms import ClipTransform

@@ -32,6 +32,15 @@ class VideoReadError(FineCLIPERError):
     """A frame folder, image or video file is missing, corrupt or shorter than requested."""
 
 
+class ImageReadError(VideoReadError):
+    """One frame image cannot be read; ``reason`` is what PIL said."""
+
+    def __init__(self, file: Path, reason: str) -> None:
+        super().__init__(f"{file}: unreadable image ({reason})")
+        self.file = file
+        self.reason = reason
+
+
 def natural_key(name: str) -> tuple[object, ...]:
     """Sort key that orders embedded numbers by value: ``img2`` < ``img10``."""
     parts = _DIGITS.split(name.lower())
@@ -107,7 +116,7 @@ def _read_folder_frames(folder: Path, indices: Sequence[int] | None) -> np.ndarr
         indices = range(len(files))
     _check_indices(folder, indices, len(files))
     size = _image_size(files[0])
-    decoded = {i: _load_image(files[i], size) for i in dict.fromkeys(indices)}
+    decoded = {i: load_frame_image(files[i], size) for i in dict.fromkeys(indices)}
     return np.stack([decoded[i] for i in indices])
 
 
@@ -117,18 +126,25 @@ def _image_size(file: Path) -> tuple[int, int]:
         with Image.open(file) as image:
             return image.size
     except _IMAGE_ERRORS as exc:
-        raise VideoReadError(f"{file}: unreadable image ({exc})") from exc
+        raise ImageReadError(file, str(exc)) from exc
 
 
-def _load_image(file: Path, size: tuple[int, int]) -> np.ndarray:
-    try:
-        with Image.open(file) as image:
-            rgb = image.convert("RGB")
-    except _IMAGE_ERRORS as exc:
-        raise VideoReadError(f"{file}: unreadable image ({exc})") from exc
-    if rgb.size != size:
+def image_to_rgb(image: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB pixels of ``image``, resized (bicubic) to ``size`` (width, height),
+    the clip's first frame size, when it differs; None keeps the image's own size."""
+    rgb = image.convert("RGB")
+    if size is not None and rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_frame_image(file: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """A frame image file as :func:`image_to_rgb` pixels; raises ImageReadError naming it."""
+    try:
+        with Image.open(file) as image:
+            return image_to_rgb(image, size)
+    except _IMAGE_ERRORS as exc:
+        raise ImageReadError(file, str(exc)) from exc
 
 
 def _read_video_frames(path: Path, indices: Sequence[int] | None) -> np.ndarray:

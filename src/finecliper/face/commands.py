@@ -95,7 +95,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def _run_faces(args: argparse.Namespace) -> int:
     from finecliper.data.readers import read_dataset
-    from finecliper.face.pipeline import FacesSettings, run_faces, unique_records
+    from finecliper.face.analysis import FacesSettings
+    from finecliper.face.pipeline import run_faces, unique_records
 
     shard = parse_shard(args.shard)
     settings = FacesSettings(

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from finecliper.errors import FineCLIPERError
-from finecliper.face.pipeline import ClipFaces, iter_statuses, load_clip_faces
+from finecliper.face.cache import ClipFaces, iter_statuses, load_clip_faces
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.io import atomic_open
 

@@ -1,11 +1,10 @@
 """The face stage of ``predict``: follow the main face, crop it, landmarks and parsing per frame.
 
-The same steps and tools as ``finecliper prepare faces`` (face/pipeline.py), on a video that was
-never prepared: pass 1 detects faces in every frame and follows the main one (largest, longest on
-screen) into steady square crops (``margin`` around the face box, smoothed over ``smooth``
-frames; the centre square when no face is found anywhere); pass 2 cuts each crop at
-``crop_size`` and runs the face mesh and the parser on it. Frame folders are used as they are
-(already face crops, like DFEW's) unless ``crop="always"``, exactly as ``prepare faces`` does.
+The very face analysis of ``finecliper prepare faces`` (:mod:`finecliper.face.analysis`), on a
+video that was never prepared: pass 1 follows the main face into steady square crops, pass 2
+cuts each crop at ``crop_size`` and runs the face mesh and the parser on it. Frame folders are
+used as they are (already face crops, like DFEW's) unless ``crop="always"``, exactly as
+``prepare faces`` does.
 
 Per frame only compact data is kept: the detected box, the crop, the 68 landmarks, the mesh and
 the parsing map compressed with zlib (a few kB), so hours of video fit in memory. The frames the
@@ -21,16 +20,17 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from finecliper.face.analysis import (
+    FacesSettings,
+    FaceTools,
+    Tracking,
+    analyse_frame,
+    nearest_sources,
+    track_main_face,
+)
 from finecliper.face.detect import FaceBox
 from finecliper.face.landmarks import mesh_to_68
-from finecliper.face.pipeline import FacesSettings, FaceTools, nearest_sources
-from finecliper.face.track import (
-    CropBox,
-    centre_crop_box,
-    crop_boxes,
-    crop_square,
-    follow_main_face,
-)
+from finecliper.face.track import CropBox
 from finecliper.serve.source import VideoSource
 
 
@@ -54,37 +54,18 @@ class FrameFace:
         return np.frombuffer(zlib.decompress(self.parsing), dtype=np.uint8).reshape(size)
 
 
-@dataclass
-class Tracking:
-    """Pass 1: the main face per frame and the crop of every frame (None: no cropping)."""
-
-    boxes: list[FaceBox | None]
-    crops: list[CropBox] | None
-
-
-def track_main_face(
+def track_faces(
     source: VideoSource,
     tools: FaceTools,
     settings: FacesSettings,
     crop: bool,
     progress: bool = False,
 ) -> Tracking:
-    """Detect faces in every frame, follow the main one and, if ``crop``, place the crops."""
-    detections, size = [], None
+    """Pass 1 over every frame of ``source`` (:func:`finecliper.face.analysis.track_main_face`)."""
     frames = tqdm(
         source.frames(), total=source.count, desc="faces", unit="frame", disable=not progress
     )
-    for image in frames:
-        detections.append(tools.detector(image))
-        size = size or (image.shape[1], image.shape[0])
-    boxes = follow_main_face(detections)
-    if not crop:
-        return Tracking(boxes, None)
-    crops = crop_boxes(boxes, margin=settings.margin, smooth=settings.smooth)
-    if crops is None:
-        assert size is not None
-        crops = [centre_crop_box(*size)] * len(boxes)
-    return Tracking(boxes, crops)
+    return track_main_face(frames, tools, settings, crop)
 
 
 def analyse_frames(
@@ -93,14 +74,13 @@ def analyse_frames(
     """Pass 2: per frame, the model frame (the crop, or the frame) and its face data."""
     for index, image in enumerate(source.frames()):
         crop = None if tracking.crops is None else tracking.crops[index]
-        frame = image if crop is None else crop_square(image, crop, settings.crop_size)
+        frame = analyse_frame(image, crop, tools, settings)
         face = FrameFace(tracking.boxes[index], crop)
-        mesh = tools.landmarker(frame)
-        if mesh is not None:
-            face.landmarks = mesh_to_68(mesh)
-            face.mesh = mesh.astype(np.float16)
-            face.parsing = zlib.compress(tools.parser(frame, mesh).tobytes(), 1)
-        yield frame, face
+        if frame.mesh is not None:
+            face.landmarks = mesh_to_68(frame.mesh)
+            face.mesh = frame.mesh.astype(np.float16)
+            face.parsing = zlib.compress(frame.parsing.tobytes(), 1)
+        yield frame.image, face
 
 
 def nearest_found(faces: list[FrameFace]) -> list[int] | None:

@@ -37,17 +37,11 @@ from finecliper.data.dataset import collate_clips
 from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import frames_to_tensor
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.face.pipeline import FacesSettings, FaceTools
+from finecliper.face.analysis import FacesSettings, FaceTools, Tracking
 from finecliper.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
 from finecliper.runtime.device import autocast, resolve_device
 from finecliper.runtime.inputs import to_model_inputs
-from finecliper.serve.faces import (
-    FrameFace,
-    Tracking,
-    analyse_frames,
-    nearest_found,
-    track_main_face,
-)
+from finecliper.serve.faces import FrameFace, analyse_frames, nearest_found, track_faces
 from finecliper.serve.source import VideoSource, open_frames
 from finecliper.serve.windows import Span, WindowRange, parse_span, window_ranges
 
@@ -243,7 +237,7 @@ class Predictor(Closing):
             source = open_frames(video, fps)
             cropping = self.crop == "always" or (self.crop == "auto" and not source.is_folder)
             tools = self._face_tools()
-            tracking = track_main_face(source, tools, self.faces, cropping, self.progress)
+            tracking = track_faces(source, tools, self.faces, cropping, self.progress)
             ranges = window_ranges(
                 source.count,
                 self.window.frames(source.fps),

@@ -19,7 +19,7 @@ import numpy as np
 
 from finecliper.data.video import VideoReadError, open_video
 from finecliper.errors import FineCLIPERError
-from finecliper.face.pipeline import FrameSource, open_source, read_selected
+from finecliper.face.frames import FrameSource, open_source, read_selected
 
 DEFAULT_FPS = 25.0  # for frame folders and arrays, which carry no rate (DFEW's frame rate)
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import multiprocessing
 import os
 import shutil
-import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -37,6 +35,7 @@ from finecliper.data.synth.scenario import (
     sample_identity,
 )
 from finecliper.errors import FineCLIPERError
+from finecliper.face.arrays import write_arrays
 from finecliper.io import atomic_open, write_json, write_text
 
 GENERATOR = "SynthDFER"
@@ -89,17 +88,6 @@ def assign_folds(labels: np.ndarray, seed: int) -> np.ndarray:
         folds[members] = (position + np.arange(len(members))) % FOLDS + 1
         position += len(members)
     return folds
-
-
-def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Like np.savez_compressed, but byte-identical across runs (fixed zip timestamps)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, array in arrays.items():
-            buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, buffer.getvalue(), compresslevel=6)
 
 
 def _rounded(values: np.ndarray) -> list[Any]:
@@ -179,8 +167,7 @@ def render_clip(job: _Job) -> dict[str, str]:
     (tmp / "frames").mkdir(parents=True)
     for t, frame in enumerate(frames):
         Image.fromarray(frame).save(tmp / "frames" / f"{t:05d}.jpg", quality=ident.jpeg_quality)
-    np.save(tmp / "landmarks.npy", landmarks)
-    _write_npz(tmp / "parsing.npz", maps=parsing)
+    write_arrays(tmp, landmarks, parsing)
     params = _params(job, ident, script, text)
     (tmp / "params.json").write_text(json.dumps(params) + "\n", encoding="utf-8")
     try:

@@ -1,8 +1,9 @@
 """Descriptions measured from prepared landmarks, with no model: the offline text backend.
 
-Reads ``<landmarks_root>/clips/<clip_id>/landmarks.npy`` ((T, 68, 2), iBUG order, NaN rows for
-frames without a face), brings every frame into a face-aligned frame (eye midpoint at the origin,
-eye line horizontal, inter-ocular distance 1) and measures, per frame: brow height above the eyes
+Reads a clip's ``landmarks.npy`` ((T, 68, 2), iBUG order, NaN rows for frames without a face;
+SynthDFER's ``clips/<clip_id>`` or a ``prepare faces`` cache's clip folder), brings every frame
+into a face-aligned frame (eye midpoint at the origin, eye line horizontal, inter-ocular distance
+1) and measures, per frame: brow height above the eyes
 and the gap between the inner brow corners, eye opening (eye aspect ratio), mouth opening, lip
 corner height and mouth width, and head position, roll and turn. Each measure is compared with the
 clip's first frames; changes above fixed thresholds become sentences ("The eyebrows rise clearly
@@ -17,14 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from finecliper.errors import ConfigError
+from finecliper.face.arrays import (
+    LANDMARKS_FILE,
+    DamagedArraysError,
+    has_landmarks,
+    has_mesh,
+    read_landmarks,
+    read_mesh,
+)
+from finecliper.face.cache import clip_dir, is_faces_cache
 from finecliper.text.backends import BackendOptions, ClipRequest, Reply, register_backend
 
 TEMPLATE_VERSION = "1"
@@ -275,8 +286,21 @@ def phrase_table_sha256() -> str:
     return hashlib.sha256(blob.encode("utf-8") + source).hexdigest()
 
 
+LandmarksLocator = Callable[[str], Path]  # clip id -> the folder holding its arrays
+
+
+def landmarks_locator(root: Path) -> LandmarksLocator:
+    """Clip folders under ``root``: a ``prepare faces`` cache (as its manifest declares) names
+    them with its file-system-safe folder names; any other root is laid out as SynthDFER is,
+    ``clips/<clip_id>``."""
+    if is_faces_cache(root):
+        return partial(clip_dir, root)
+    return lambda clip_id: root / "clips" / clip_id
+
+
 class TemplateBackend:
-    """Describes a clip from ``<landmarks_root>/clips/<clip_id>/landmarks.npy``."""
+    """Describes a clip from its ``landmarks.npy`` (and ``mesh.npy``), found by ``locator``
+    (default: :func:`landmarks_locator` of ``options.landmarks_root``)."""
 
     name = "template"
     needs_frames = False
@@ -284,10 +308,11 @@ class TemplateBackend:
     model_id = "finecliper-landmark-template"
     prompt_id = "landmark-template"
 
-    def __init__(self, options: BackendOptions):
+    def __init__(self, options: BackendOptions, locator: LandmarksLocator | None = None):
         if options.landmarks_root is None:
             raise ConfigError("template backend: no landmarks folder given (--landmarks DIR)")
         self.root = Path(options.landmarks_root)
+        self.clip_folder = locator or landmarks_locator(self.root)
         self.revision = TEMPLATE_VERSION
         self.prompt_sha256 = phrase_table_sha256()
 
@@ -300,31 +325,22 @@ class TemplateBackend:
     def complete(self, prompts: Sequence[str]) -> list[Reply]:
         raise ConfigError("the template backend cannot answer prompts (use it for describe only)")
 
-    def clip_folder(self, clip_id: str) -> Path:
-        """``clips/<clip_id>`` (SynthDFER), else the face cache's file-system-safe folder name."""
-        folder = self.root / "clips" / clip_id
-        if folder.is_dir():
-            return folder
-        from finecliper.face.pipeline import clip_folder_name
-
-        return self.root / "clips" / clip_folder_name(clip_id)
-
     def describe_clip(self, clip_id: str) -> Reply:
         folder = self.clip_folder(clip_id)
-        if not (folder / "landmarks.npy").is_file():
+        if not has_landmarks(folder):
             return Reply(None, f"{folder}: no landmarks.npy (no face found, or not prepared)")
         try:
             # float64: the face cache stores the mesh in float16.
-            points = np.load(folder / "landmarks.npy").astype(np.float64)
-            mesh_file = folder / "mesh.npy"
-            mesh = np.load(mesh_file).astype(np.float64) if mesh_file.is_file() else None
-        except (OSError, ValueError) as exc:
-            return Reply(None, f"{folder}: cannot read landmarks.npy / mesh.npy ({exc})")
+            points = read_landmarks(folder).astype(np.float64)
+            mesh = read_mesh(folder).astype(np.float64) if has_mesh(folder) else None
+        except DamagedArraysError as exc:
+            return Reply(None, f"{folder}: cannot read landmarks.npy / mesh.npy ({exc.reason})")
+        where = folder / LANDMARKS_FILE
         if points.ndim != 3 or points.shape[1:] != (68, 2):
-            return Reply(None, f"{folder / 'landmarks.npy'}: shape {points.shape}, need (T, 68, 2)")
+            return Reply(None, f"{where}: shape {points.shape}, need (T, 68, 2)")
         found = np.flatnonzero(np.isfinite(points).all(axis=(1, 2)))
         if len(found) == 0:
-            return Reply(None, f"{folder / 'landmarks.npy'}: no frame with a face")
+            return Reply(None, f"{where}: no frame with a face")
         if mesh is not None and (
             mesh.ndim != 3 or len(mesh) != len(points) or not np.isfinite(mesh[found]).all()
         ):
@@ -332,7 +348,7 @@ class TemplateBackend:
         try:
             text = describe_landmarks(points[found], None if mesh is None else mesh[found])
         except ValueError as exc:
-            return Reply(None, f"{folder / 'landmarks.npy'}: {exc}")
+            return Reply(None, f"{where}: {exc}")
         return Reply(text, frame_indices=found.tolist())
 
 

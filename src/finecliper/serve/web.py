@@ -322,8 +322,8 @@ def check_video(path: Path, display: str, limits: ServeLimits) -> None:
     if pixels > limits.max_pixels:
         raise UploadError(
             f"{display!r} is {frames} frames of {info.width}x{info.height} pixels "
-            f"({pixels / 1e6:.0f} megapixels to decode); the limit is "
-            f"{limits.max_pixels / 1e6:g} megapixels"
+            f"({pixels / 1e6:.3g} megapixels to decode); the limit is "
+            f"{limits.max_pixels / 1e6:.3g} megapixels"
         )
 
 

@@ -15,6 +15,15 @@ import numpy as np
 from PIL import Image
 
 ASTRONAUT_FPS, ASTRONAUT_FRAMES, ASTRONAUT_SIZE = 10, 50, 256
+# `python -c SERVE_MAIN serve ...` runs the serve command in a process of its own.
+SERVE_MAIN = """
+import argparse, sys
+from finecliper.serve import commands
+parser = argparse.ArgumentParser()
+commands.register(parser.add_subparsers(dest="command", required=True))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.handler(args))
+"""
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:

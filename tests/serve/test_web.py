@@ -17,7 +17,14 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from serve_fixtures import RunningServer, astronaut_frames, post_form, request, write_video
+from serve_fixtures import (
+    SERVE_MAIN,
+    RunningServer,
+    astronaut_frames,
+    post_form,
+    request,
+    write_video,
+)
 
 from finecliper.serve.multipart import FormError, form_boundary, parse_form
 from finecliper.serve.web import ServeApp, ServeLimits
@@ -231,16 +238,6 @@ def test_multipart_parser() -> None:
     )
     with pytest.raises(FormError, match="more than 16 fields"):
         parse_form(many + b"--b-1--", boundary)
-
-
-SERVE_MAIN = """
-import argparse, sys
-from finecliper.serve import commands
-parser = argparse.ArgumentParser()
-commands.register(parser.add_subparsers(dest="command", required=True))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.handler(args))
-"""
 
 
 def _ignore_sigint() -> None:

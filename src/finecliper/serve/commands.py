@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from finecliper.errors import ConfigError
+
 CHECKPOINT_HELP = "a checkpoint of `finecliper train` (default: the bundled demo checkpoint)"
+MAX_SECONDS = 86_400.0  # timeouts: a day at most (larger ones overflow the socket layer)
+# The numeric options and their allowed ranges, checked before anything is loaded.
+PREDICT_RANGES = {"--batch-size": (1, 4096), "--fps": (0.0, 10_000.0)}
+SERVE_RANGES = {
+    "--batch-size": (1, 4096),
+    "--port": (0, 65535),
+    "--max-upload-mb": (0.0, 1e6),
+    "--max-duration": (0.0, MAX_SECONDS),
+    "--max-side": (1, 1 << 16),
+    "--max-frames": (1, 1 << 31),
+    "--max-megapixels": (0.0, 1e9),
+    "--max-queue": (1, 1024),
+    "--max-wait": (0.0, MAX_SECONDS),
+    "--max-uploads": (1, 1024),
+    "--max-connections": (1, 65536),
+    "--client-timeout": (0.0, MAX_SECONDS),
+    "--upload-timeout": (0.0, MAX_SECONDS),
+}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,7 +57,9 @@ def _add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
         help="crop around the main face: auto = video files yes, frame folders (already "
         "face crops) no",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="windows per forward pass (default 8)"
+    )
 
 
 def _register_predict(commands: argparse._SubParsersAction) -> None:
@@ -80,11 +103,49 @@ def _register_serve(commands: argparse._SubParsersAction) -> None:
         default=Path("finecliper-serve"),
         help="working folder: every file the server writes goes here",
     )
-    serve.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload")
-    serve.add_argument("--max-duration", type=float, default=60.0, help="longest video, s")
+    _add_serve_limits(serve)
     serve.add_argument("--quiet", action="store_true", help="do not log every request")
     _add_predictor_arguments(serve)
     serve.set_defaults(handler=_run_serve)
+
+
+def _add_serve_limits(serve: argparse.ArgumentParser) -> None:
+    limits = serve.add_argument_group(
+        "limits",
+        "An upload over a limit is refused before any work (its header and packets are read, "
+        "its first frame decoded). Predictions run one at a time; a busy server answers 503 "
+        "with Retry-After instead of letting requests wait without end.",
+    )
+    for option, kind, default, what in (
+        ("--max-upload-mb", float, 50.0, "largest upload, MB"),
+        ("--max-duration", float, 60.0, "longest video, s"),
+        ("--max-side", int, 4096, "largest frame width or height, pixels"),
+        ("--max-frames", int, 1800, "most frames in a video (60 s at 30 fps)"),
+        ("--max-megapixels", float, 2000.0, "most pixels to decode: frames x width x height"),
+        ("--max-queue", int, 4, "most predictions running or waiting; more get 503"),
+        ("--max-wait", float, 120.0, "longest wait for a prediction's turn, s; then 503"),
+        ("--max-uploads", int, 4, "most uploads being received at once; more get 503"),
+        ("--max-connections", int, 32, "most open connections; more get 503"),
+        ("--client-timeout", float, 30.0, "close a connection silent this long, s"),
+        ("--upload-timeout", float, 300.0, "cut off a request not received within this, s"),
+    ):
+        limits.add_argument(
+            option, type=kind, default=default, help=f"{what} (default {default:g})"
+        )
+
+
+def check_ranges(args: argparse.Namespace, ranges: dict[str, tuple[float, float]]) -> None:
+    """Refuse an out-of-range, NaN or infinite numeric option with one line naming it. Integer
+    ranges include both ends; real ones exclude the lower end (all are positive)."""
+    for option, (low, high) in ranges.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if value is None:
+            continue
+        if isinstance(low, int):
+            if not low <= value <= high:
+                raise ConfigError(f"{option} {value}: expected an integer from {low} to {high}")
+        elif not (math.isfinite(value) and low < value <= high):
+            raise ConfigError(f"{option} {value}: expected a number above {low:g}, up to {high:g}")
 
 
 def _predictor(args: argparse.Namespace, progress: bool):
@@ -105,6 +166,7 @@ def _predictor(args: argparse.Namespace, progress: bool):
 def _run_predict(args: argparse.Namespace) -> int:
     from finecliper.serve.annotate import write_outputs
 
+    check_ranges(args, PREDICT_RANGES)
     failures = 0
     folders = output_folders(args.videos, args.out) if args.out is not None else {}
     with _predictor(args, progress=not args.json) as predictor:
@@ -175,12 +237,32 @@ def format_result(result: dict[str, Any], outputs: dict[str, str]) -> str:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from finecliper.serve.web import ServeApp, ServeLimits, serve
+    from finecliper.serve.web import ServeApp, ServeServer, serve
 
-    limits = ServeLimits(
-        max_upload_bytes=int(args.max_upload_mb * 2**20), max_duration_s=args.max_duration
-    )
-    with _predictor(args, progress=False) as predictor:
-        app = ServeApp(predictor, args.workdir, limits)
-        serve(app, args.host, args.port, quiet=args.quiet)
+    check_ranges(args, SERVE_RANGES)
+    limits = _serve_limits(args)
+    server = ServeServer(args.host, args.port, limits, quiet=args.quiet)  # a port in use: now
+    try:
+        with _predictor(args, progress=False) as predictor:
+            serve(server, ServeApp(predictor, args.workdir, limits))
+    finally:
+        server.server_close()
     return 0
+
+
+def _serve_limits(args: argparse.Namespace):
+    from finecliper.serve.web import ServeLimits
+
+    return ServeLimits(
+        max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),
+        max_duration_s=args.max_duration,
+        max_side=args.max_side,
+        max_frames=args.max_frames,
+        max_pixels=max(1, int(args.max_megapixels * 1e6)),
+        max_queue=args.max_queue,
+        max_wait_s=args.max_wait,
+        max_uploads=args.max_uploads,
+        max_connections=args.max_connections,
+        client_timeout_s=args.client_timeout,
+        upload_timeout_s=args.upload_timeout,
+    )

@@ -13,32 +13,47 @@ Endpoints::
     GET  /results/<id>/<file>      annotated.mp4, timeline.png or result.json (Range supported)
 
 Every file the server writes lies in its working folder: ``uploads/`` (deleted after the
-prediction), ``results/<id>/`` (the newest ``max_results`` are kept) and ``samples/`` (SynthDFER
-clips generated at the first start). Uploads get generated names; the uploaded file name is only
-displayed, never used as a path. Result files are looked up by a 32-hex-digit id and a fixed file
-name, so no request can reach another path. Uploads are checked before any prediction: size
-(``Content-Length`` before reading), extension, a real decode with PyAV, duration and frame
-size; each failure is a JSON ``{"error": ...}`` with a 4xx status, and the server stays up.
+prediction, and when the server stops), ``results/<id>/`` (the newest ``max_results`` are
+kept) and ``samples/`` (SynthDFER clips generated at the first start). Uploads get generated
+names; the uploaded file name is only displayed, never used as a path. Result files are looked
+up by a 32-hex-digit id and a fixed file name, so no request can reach another path. Uploads
+are checked before any prediction: size (``Content-Length`` before reading), extension, a real
+decode of the first frame with PyAV, frame size, then frame count, duration and total decoded
+pixels from the header and the demuxed packets (nothing else is decoded); each failure is a
+JSON ``{"error": ...}`` with a 4xx status, and the server stays up.
+
+One slow or hostile client cannot stall the others: at most ``max_queue`` predictions run or
+wait (one runs at a time), a request waits at most ``max_wait_s`` for its turn, and beyond
+either the answer is 503 with ``Retry-After``; at most ``max_uploads`` bodies are received and
+``max_connections`` connections open at once (more get 503 right away); a connection idle for
+``client_timeout_s`` is closed, and a request whose head and body take longer than
+``upload_timeout_s`` to arrive is cut off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import math
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
+import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import av
 
 from finecliper.data.video import VideoReadError, open_video
 from finecliper.errors import ConfigError, FineCLIPERError
@@ -56,6 +71,7 @@ RESULT_FILES = {
 _RESULT_PATH = re.compile(r"/results/([0-9a-f]{32})/([a-z]+\.[a-z0-9]+)")
 FORM_OVERHEAD = 64 * 1024  # multipart headers and small fields on top of the file itself
 DRAIN_FACTOR = 4  # bodies up to this many times the limit are read and dropped before a 413
+RETRY_AFTER_S = 10  # what a busy server asks a client to wait before it tries again
 SAMPLE_CLIPS, SAMPLE_SEED, SAMPLE_SIZE, SAMPLE_FRAMES = 7, 0, 112, 32
 _PAGE = resources.files("finecliper.serve") / "static" / "index.html"
 
@@ -68,23 +84,42 @@ class UploadError(FineCLIPERError):
         self.status = status
 
 
+class BusyError(UploadError):
+    """The server has no room for the request now: 503, retry after ``RETRY_AFTER_S``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; retry in {RETRY_AFTER_S} s", HTTPStatus.SERVICE_UNAVAILABLE)
+
+
 @dataclass(frozen=True)
 class ServeLimits:
     max_upload_bytes: int = 50 * 1024 * 1024
     max_duration_s: float = 60.0
     max_side: int = 4096  # frame width and height, pixels
+    max_frames: int = 1800  # 60 s at 30 fps
+    max_pixels: int = 2_000_000_000  # frames x width x height: a minute of 720p at 30 fps
     extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     max_results: int = 100
+    max_queue: int = 4  # predictions running or waiting for their turn
+    max_wait_s: float = 120.0  # longest wait for a turn before a 503
+    max_uploads: int = 4  # request bodies received at the same time
+    max_connections: int = 32
+    client_timeout_s: float = 30.0  # a connection silent this long is closed
+    upload_timeout_s: float = 300.0  # a request's head and body must arrive within this
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_duration_s <= 0 or self.max_results < 1:
-            raise ConfigError(f"server limits must be positive: {self}")
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"server limit {item.name}={value}: expected a number > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_upload_bytes": self.max_upload_bytes,
             "max_duration_s": self.max_duration_s,
             "max_side": self.max_side,
+            "max_frames": self.max_frames,
+            "max_pixels": self.max_pixels,
             "extensions": list(self.extensions),
         }
 
@@ -116,6 +151,19 @@ class ServeApp:
                     f"{self.workdir}: cannot use it as working folder ({exc})"
                 ) from exc
         self.samples = self._prepare_samples()
+        self._admitted = threading.BoundedSemaphore(self.limits.max_queue)  # running + waiting
+        self._turn = threading.Lock()  # one prediction at a time
+        self._uploads_lock = threading.Lock()
+        self._uploads: set[Path] = set()  # uploads on disk now
+        self._closed = False
+
+    def close(self) -> None:
+        """Refuse new uploads and delete those on disk (a prediction may still be running)."""
+        with self._uploads_lock:
+            self._closed = True
+            for upload in self._uploads:
+                upload.unlink(missing_ok=True)
+            self._uploads.clear()
 
     # ---- samples -------------------------------------------------------------------------
 
@@ -165,14 +213,25 @@ class ServeApp:
             )
         if not data:
             raise UploadError(f"{display!r} is empty")
-        upload = self.workdir / "uploads" / f"{uuid.uuid4().hex}{extension}"
-        with atomic_open(upload, "wb") as handle:
-            handle.write(data)
+        upload = self._new_upload(extension)
         try:
+            with atomic_open(upload, "wb") as handle:
+                handle.write(data)
             check_video(upload, display, self.limits)
             return self._predict(upload, display)
         finally:
-            upload.unlink(missing_ok=True)
+            with self._uploads_lock:
+                upload.unlink(missing_ok=True)
+                self._uploads.discard(upload)
+
+    def _new_upload(self, extension: str) -> Path:
+        """A fresh upload path, tracked so that :meth:`close` can delete it."""
+        with self._uploads_lock:
+            if self._closed:
+                raise BusyError("the server is stopping")
+            upload = self.workdir / "uploads" / f"{uuid.uuid4().hex}{extension}"
+            self._uploads.add(upload)
+            return upload
 
     def predict_sample(self, name: str) -> dict[str, Any]:
         sample = self.samples.get(name)
@@ -183,7 +242,7 @@ class ServeApp:
         return payload
 
     def _predict(self, path: Path, display: str) -> dict[str, Any]:
-        result = self.predictor.predict(path)
+        result = self._predict_in_turn(path)
         # What clients see names the upload and the checkpoint, not the server's paths.
         result.video = display
         result.settings["checkpoint"] = Path(self.predictor.checkpoint).name
@@ -199,6 +258,22 @@ class ServeApp:
             "result": f"/results/{result_id}/{RESULT_JSON}",
         }
         return payload
+
+    def _predict_in_turn(self, path: Path) -> Any:
+        """The prediction once its turn comes; 503 when the queue is full or the wait too long."""
+        if not self._admitted.acquire(blocking=False):
+            raise BusyError(
+                f"the server is busy ({self.limits.max_queue} predictions running or waiting)"
+            )
+        try:
+            if not self._turn.acquire(timeout=self.limits.max_wait_s):
+                raise BusyError(f"the server is busy (no turn within {self.limits.max_wait_s:g} s)")
+            try:
+                return self.predictor.predict(path)
+            finally:
+                self._turn.release()
+        finally:
+            self._admitted.release()
 
     def _prune_results(self) -> None:
         folders = [p for p in (self.workdir / "results").iterdir() if p.is_dir()]
@@ -216,16 +291,13 @@ class ServeApp:
 
 
 def check_video(path: Path, display: str, limits: ServeLimits) -> None:
-    """Decode the upload's first frame and check its frame size and duration."""
+    """Refuse an upload that cannot be decoded or is over a limit, before any real work: the
+    first frame is decoded, the frame count comes from the header and the packets."""
     try:
         with open_video(path) as reader:
             info = reader.info
-            frames = reader.decoded()
-            if next(frames, None) is None:
+            if next(reader.decoded(), None) is None:
                 raise UploadError(f"{display!r} holds no decodable video frames")
-            duration = info.duration_s
-            if duration is None:
-                duration = _decoded_duration(frames, info.fps, limits.max_duration_s)
     except VideoReadError as exc:
         reason = re.sub(r"\[Errno -?\d+\] ", "", str(exc).replace(f"{path}: ", ""))
         reason = reason.replace(str(path), display)
@@ -235,32 +307,66 @@ def check_video(path: Path, display: str, limits: ServeLimits) -> None:
             f"{display!r} is {info.width}x{info.height} pixels; the limit is "
             f"{limits.max_side} pixels a side"
         )
+    frames = _frame_count(path, info.num_frames, limits.max_frames)
+    if frames > limits.max_frames:
+        raise UploadError(
+            f"{display!r} has {_at_least(frames, limits.max_frames)} frames; the limit is "
+            f"{limits.max_frames} frames"
+        )
+    duration = info.duration_s if info.duration_s is not None else frames / (info.fps or 25.0)
     if duration > limits.max_duration_s:
         raise UploadError(
             f"{display!r} is {duration:.1f} s long; the limit is {limits.max_duration_s:g} s"
         )
+    pixels = frames * info.width * info.height
+    if pixels > limits.max_pixels:
+        raise UploadError(
+            f"{display!r} is {frames} frames of {info.width}x{info.height} pixels "
+            f"({pixels / 1e6:.3g} megapixels to decode); the limit is "
+            f"{limits.max_pixels / 1e6:.3g} megapixels"
+        )
 
 
-def _decoded_duration(frames: Any, fps: float | None, limit: float) -> float:
-    """Duration by counting frames (containers without one), stopping just past ``limit``."""
-    rate = fps or 25.0
-    count = 1
-    for _ in frames:
-        count += 1
-        if count / rate > limit:
-            break
-    return count / rate
+def _frame_count(path: Path, declared: int | None, limit: int) -> int:
+    """The header's frame count when it is over ``limit`` (no reason to look further), else
+    the video packets counted without decoding, stopping just past ``limit`` (headers can lie
+    low or say nothing)."""
+    if declared is not None and declared > limit:
+        return declared
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                count += packet.size > 0  # the demuxer ends with an empty flush packet
+                if count > limit:
+                    break
+    except (av.FFmpegError, OSError) as exc:
+        raise UploadError(f"the upload's packets cannot be read ({exc})") from None
+    return count
+
+
+def _at_least(count: int, limit: int) -> str:
+    return f"more than {limit}" if count == limit + 1 else str(count)
 
 
 # ---- HTTP ------------------------------------------------------------------------------------
 
 
 class _Handler(BaseHTTPRequestHandler):
-    app: ServeApp
-    quiet: bool
-    timeout = 120  # seconds a client may stall while sending
+    server: ServeServer
     server_version = "finecliper"
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.app = self.server.app
+        self.timeout = self.server.limits.client_timeout_s  # applied to the socket by setup()
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        # The request's head and body must arrive in time (the server cuts it off otherwise).
+        self._deadline = time.monotonic() + self.server.limits.upload_timeout_s
+        self.server.set_deadline(self.connection, self._deadline)
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._guarded(self._get)
@@ -273,6 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
             action(urlsplit(self.path).path)
         except UploadError as exc:
             self._refuse(str(exc), exc.status)
+        except TimeoutError:
+            limit = self.server.limits.client_timeout_s
+            self._refuse(f"the client sent nothing for {limit:g} s", HTTPStatus.REQUEST_TIMEOUT)
         except FormError as exc:
             self._refuse(str(exc), HTTPStatus.BAD_REQUEST)
         except FineCLIPERError as exc:
@@ -287,7 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
         # A refused upload's body may be partly unread: never reuse the connection after it.
         if self.command == "POST":
             self.close_connection = True
-        self._json({"error": message}, status)
+        busy = status == HTTPStatus.SERVICE_UNAVAILABLE
+        self._json({"error": message}, status, {"Retry-After": str(RETRY_AFTER_S)} if busy else {})
 
     def _get(self, path: str) -> None:
         if path in ("/", "/index.html"):
@@ -306,7 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._drain_body(self._declared_length())
             self._json({"error": f"not found: {path[:200]}"}, HTTPStatus.NOT_FOUND)
             return
-        form = parse_form(self._read_body(), form_boundary(self.headers.get("Content-Type")))
+        form = parse_form(self._receive_body(), form_boundary(self.headers.get("Content-Type")))
+        self.server.set_deadline(self.connection, None)  # all in: the prediction may take long
         upload = form.get("video")
         if upload is not None and upload.filename:
             self._json(self.app.predict_upload(upload.filename, upload.data))
@@ -331,6 +442,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise UploadError(f"bad Content-Length {length}")
         return length
 
+    def _receive_body(self) -> bytes:
+        """The body of an upload, if one of the ``max_uploads`` slots is free."""
+        slots = self.server.upload_slots
+        if not slots.acquire(blocking=False):
+            self._drain_body(self._declared_length())
+            raise BusyError(
+                f"the server is busy ({self.server.limits.max_uploads} uploads arriving)"
+            )
+        try:
+            return self._read_body()
+        finally:
+            slots.release()
+
     def _read_body(self) -> bytes:
         length = self._declared_length()
         limit = self.app.limits.max_upload_bytes
@@ -341,6 +465,11 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             )
         body = self.rfile.read(length)
+        if len(body) != length and time.monotonic() >= self._deadline:
+            raise UploadError(
+                f"the upload did not arrive within {self.server.limits.upload_timeout_s:g} s",
+                HTTPStatus.REQUEST_TIMEOUT,
+            )
         if len(body) != length:
             raise FormError(f"the upload ended after {len(body)} of {length} bytes")
         return body
@@ -359,12 +488,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- responses -----------------------------------------------------------------------
 
-    def _json(self, payload: dict[str, Any], status: int = HTTPStatus.OK) -> None:
-        self._send(json.dumps(payload).encode("utf-8"), "application/json", status)
+    def _json(
+        self,
+        payload: dict[str, Any],
+        status: int = HTTPStatus.OK,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._send(json.dumps(payload).encode("utf-8"), "application/json", status, headers)
 
-    def _send(self, body: bytes, content_type: str, status: int = HTTPStatus.OK) -> None:
+    def _send(
+        self,
+        body: bytes,
+        content_type: str,
+        status: int = HTTPStatus.OK,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self._common_headers(content_type, len(body))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -403,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
                 remaining -= len(chunk)
 
     def log_message(self, format: str, *args: Any) -> None:
-        if not self.quiet:
+        if not self.server.quiet:
             super().log_message(format, *args)
 
 
@@ -426,11 +568,83 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int, bool] | None:
     return (start, end, True) if start <= end and start < size else None
 
 
-def make_server(app: ServeApp, host: str = "127.0.0.1", port: int = 7860, *, quiet: bool = False):
-    """A bound (not yet serving) threading HTTP server; port 0 picks a free port."""
-    handler = type("Handler", (_Handler,), {"app": app, "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+def _busy_reply() -> bytes:
+    """The whole HTTP answer to a connection over ``max_connections``."""
+    body = json.dumps({"error": str(BusyError("the server has too many connections"))}).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+class ServeServer(ThreadingHTTPServer):
+    """A threading HTTP server that caps its connections and cuts off requests that arrive
+    too slowly; ``app`` is set before it serves (the port is taken first, so that a port in
+    use is reported before the checkpoint is loaded)."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, limits: ServeLimits, *, quiet: bool = False) -> None:
+        self.limits = limits
+        self.quiet = quiet
+        self.app: ServeApp | None = None
+        self.upload_slots = threading.BoundedSemaphore(limits.max_uploads)
+        self._connections: dict[socket.socket, float | None] = {}  # socket -> read deadline
+        self._connections_lock = threading.Lock()
+        try:
+            super().__init__((host, port), _Handler)
+        except (OSError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({reason}); choose another --port (0: any "
+                "free port) or --host"
+            ) from None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            admitted = len(self._connections) < self.limits.max_connections
+            if admitted:
+                self._connections[request] = None
+        if admitted:
+            super().process_request(request, client_address)
+            return
+        with contextlib.suppress(OSError):  # no handler thread for a connection over the cap
+            request.settimeout(1.0)
+            request.sendall(_busy_reply())
+        super().shutdown_request(request)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def set_deadline(self, connection: socket.socket, deadline: float | None) -> None:
+        """Stop reading ``connection`` at ``deadline`` (``time.monotonic``); None: no limit."""
+        with self._connections_lock:
+            if connection in self._connections:
+                self._connections[connection] = deadline
+
+    def service_actions(self) -> None:
+        """Between requests (every half second): end the reading of late requests. Their
+        handler's read returns short and it answers 408; the socket stays open for that."""
+        now = time.monotonic()
+        with self._connections_lock:
+            late = [c for c, end in self._connections.items() if end is not None and end <= now]
+            for connection in late:
+                self._connections[connection] = None
+        for connection in late:
+            with contextlib.suppress(OSError):  # already closed by its client
+                connection.shutdown(socket.SHUT_RD)
+
+
+def make_server(
+    app: ServeApp, host: str = "127.0.0.1", port: int = 7860, *, quiet: bool = False
+) -> ServeServer:
+    """A bound (not yet serving) server for ``app``; port 0 picks a free port."""
+    server = ServeServer(host, port, app.limits, quiet=quiet)
+    server.app = app
     return server
 
 
@@ -449,10 +663,11 @@ def _stop_on_signals() -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
-def serve(app: ServeApp, host: str, port: int, *, quiet: bool = False) -> None:
-    """Serve until interrupted."""
+def serve(server: ServeServer, app: ServeApp) -> None:
+    """Serve ``app`` until interrupted; the uploads on disk are deleted on the way out, even
+    when a prediction is still running."""
     _stop_on_signals()
-    server = make_server(app, host, port, quiet=quiet)
+    server.app = app
     bound_host, bound_port = server.server_address[:2]
     print(
         f"finecliper serve: http://{bound_host}:{bound_port}/  (working folder {app.workdir})",
@@ -464,3 +679,4 @@ def serve(app: ServeApp, host: str, port: int, *, quiet: bool = False) -> None:
         print("finecliper serve: stopped", file=sys.stderr)
     finally:
         server.server_close()
+        app.close()

@@ -21,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 from finecliper.config import Config, build_config
 from finecliper.data.classes import prompt_names
 from finecliper.errors import FineCLIPERError
-from finecliper.io import atomic_open
+from finecliper.io import atomic_open, dumps_json
 from finecliper.model.network import FineCLIPER, build_model
 
 FORMAT = "finecliper-checkpoint-1"
@@ -47,9 +47,9 @@ def save_checkpoint(
     }
     metadata = {
         "format": FORMAT,
-        "config": json.dumps(config.model_dump(mode="json")),
-        "classes": json.dumps(list(classes)),
-        "extra": json.dumps(extra or {}),
+        "config": dumps_json(config.model_dump(mode="json")),
+        "classes": dumps_json(list(classes)),
+        "extra": dumps_json(extra or {}),
     }
     with atomic_open(path, "wb") as handle:
         handle.write(save_safetensors(tensors, metadata=metadata))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import FineCLIPERError, InputError
 
 
 @contextmanager
@@ -80,7 +80,7 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise FineCLIPERError(
+        raise InputError(
             f"{path}:{line}: not valid {encoding} text (byte 0x{data[exc.start]:02x})"
         ) from None
 

@@ -20,7 +20,7 @@ from safetensors.torch import save as save_safetensors
 
 from finecliper.config import Config, build_config
 from finecliper.data.classes import prompt_names
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import FineCLIPERError, InputError
 from finecliper.io import atomic_open, dumps_json
 from finecliper.model.network import FineCLIPER, build_model
 
@@ -58,14 +58,14 @@ def save_checkpoint(
 def _metadata(path: Path) -> dict[str, str]:
     """The checkpoint's metadata, read from its header only (not the whole file)."""
     if not path.is_file():
-        raise FineCLIPERError(f"{path}: checkpoint does not exist")
+        raise InputError(f"{path}: checkpoint does not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise FineCLIPERError(f"{path}: not a safetensors checkpoint ({exc})") from None
+        raise InputError(f"{path}: not a safetensors checkpoint ({exc})") from None
     if metadata.get("format") != FORMAT:
-        raise FineCLIPERError(f"{path}: not a finecliper checkpoint (format {FORMAT} expected)")
+        raise InputError(f"{path}: not a finecliper checkpoint (format {FORMAT} expected)")
     return metadata
 
 
@@ -77,12 +77,12 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
             for name in list(handle.keys()):  # safe_open handles are not iterable
                 tensor = handle.get_tensor(name)
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    raise FineCLIPERError(
+                    raise InputError(
                         f"{path}: tensor {name} holds NaN or infinite values (a diverged run?)"
                     )
                 tensors[name] = tensor
     except (SafetensorError, OSError, ValueError) as exc:
-        raise FineCLIPERError(f"{path}: unreadable checkpoint ({exc})") from None
+        raise InputError(f"{path}: unreadable checkpoint ({exc})") from None
     return tensors
 
 
@@ -90,13 +90,13 @@ def _info(path: Path, metadata: dict[str, str]) -> tuple[Config, tuple[str, ...]
     try:
         tree, classes, extra = (json.loads(metadata[key]) for key in ("config", "classes", "extra"))
     except KeyError as exc:
-        raise FineCLIPERError(f"{path}: checkpoint metadata lacks {exc}") from None
+        raise InputError(f"{path}: checkpoint metadata lacks {exc}") from None
     except ValueError as exc:
-        raise FineCLIPERError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
+        raise InputError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from None
     if not isinstance(tree, dict) or not isinstance(extra, dict):
-        raise FineCLIPERError(f"{path}: checkpoint config and extra must be JSON objects")
+        raise InputError(f"{path}: checkpoint config and extra must be JSON objects")
     if not classes or not all(isinstance(name, str) and name for name in classes):
-        raise FineCLIPERError(f"{path}: checkpoint classes must be a list of names")
+        raise InputError(f"{path}: checkpoint classes must be a list of names")
     return build_config(tree, source=str(path)), tuple(classes), extra
 
 
@@ -115,6 +115,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         model.load_trainable_state_dict(tensors)
     except (FineCLIPERError, RuntimeError, KeyError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FineCLIPERError(f"{path}: weights do not fit its config ({first_line})") from None
+        raise InputError(f"{path}: weights do not fit its config ({first_line})") from None
     model.to(device).eval()
     return LoadedCheckpoint(model, config, classes, extra)

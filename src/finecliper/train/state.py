@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import FineCLIPERError, InputError
 from finecliper.io import atomic_open
 
 STATE_FILE = "train_state.safetensors"
@@ -43,23 +43,23 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     refuse_legacy_state(path.parent)
     if not path.is_file():
-        raise FineCLIPERError(f"{path}: no training state to resume from")
+        raise InputError(f"{path}: no training state to resume from")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             if metadata.get("format") != FORMAT:
-                raise FineCLIPERError(f"{path}: not a finecliper training state ({FORMAT})")
+                raise InputError(f"{path}: not a finecliper training state ({FORMAT})")
             tensors = {name: handle.get_tensor(name) for name in list(handle.keys())}
         return _decode(json.loads(metadata["state"]), tensors)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise FineCLIPERError(f"{path}: corrupt training state ({exc})") from None
+        raise InputError(f"{path}: corrupt training state ({exc})") from None
 
 
 def refuse_legacy_state(out_dir: Path) -> None:
     """Refuse a run folder whose only training state is in the old pickle format."""
     legacy = out_dir / LEGACY_STATE_FILE
     if legacy.is_file() and not (out_dir / STATE_FILE).is_file():
-        raise FineCLIPERError(
+        raise InputError(
             f"{legacy}: training state in the old pickle format, which could run code when "
             "loaded, so it is not read; start the run again in a new --out folder"
         )

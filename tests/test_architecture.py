@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "finecliper"
 
-CORE = {"errors", "io", "closing", "config_base", "assets_paths", "registry"}
+CORE = {"errors", "io", "closing", "config_base", "assets_paths", "registry", "argtypes"}
 PROGRAMS = {"train", "serve", "bench", "demo", "cli", "__main__"}
 # package (first name under finecliper) -> packages it must never import
 FORBIDDEN = {

@@ -17,11 +17,12 @@ from pydantic import Field, ValidationError, model_validator
 from finecliper.config_base import Section
 from finecliper.data.config import DataConfig
 from finecliper.errors import ConfigError
-from finecliper.io import write_text
+from finecliper.io import read_text, write_text
 from finecliper.model.config import ModelConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# ASCII digits only: int() would also read other scripts' digits ("٣" as 3).
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 
 
 class TrainConfig(Section):
@@ -60,14 +61,20 @@ class Config(Section):
 
 
 def preset_path(name_or_path: str | Path) -> Path:
-    """Resolve ``dfew`` or ``configs/dfew.yaml`` to an existing preset file."""
+    """Resolve a preset name (``dfew``) or a YAML file path to an existing preset file.
+
+    A path (anything with a folder or a .yaml/.yml suffix) must exist: falling back to the
+    built-in preset of the same name would silently run another config than the one named.
+    """
     path = Path(name_or_path)
     if path.is_file():
         return path
-    candidate = PRESET_DIR / f"{path.stem}.yaml"
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        raise ConfigError(f"config {name_or_path!s}: no such file (presets: {known})")
+    candidate = PRESET_DIR / f"{path.name}.yaml"
     if candidate.is_file():
         return candidate
-    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
     raise ConfigError(f"config {name_or_path!s}: no such file or preset (presets: {known})")
 
 
@@ -75,7 +82,7 @@ def parse_value(text: str) -> Any:
     """Parse an override value as YAML, also accepting numbers such as ``1e-3``."""
     if _NUMBER.match(text.strip()):
         number = float(text)
-        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else number
+        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip(), re.ASCII) else number
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -125,7 +132,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
         path = preset_path(preset)
         source = str(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(read_text(path))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):

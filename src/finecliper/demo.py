@@ -12,13 +12,15 @@ checkpoint sees the same kind of text in training and in use.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from finecliper.argtypes import COUNT, NON_NEGATIVE
+from finecliper.io import dumps_json
 
 DEMO_PRESET = "demo"
 TEMPLATE_DESCRIPTIONS = "descriptions_template.jsonl"
@@ -34,8 +36,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "A previous demo run in --out is replaced (the generated data is reused).",
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--clips", type=int, default=700, help="SynthDFER clips to generate")
-    demo.add_argument("--seed", type=int, default=0, help="SynthDFER seed")
+    demo.add_argument("--clips", type=COUNT, default=700, help="SynthDFER clips to generate")
+    demo.add_argument("--seed", type=NON_NEGATIVE, default=0, help="SynthDFER seed")
     demo.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=2")
     demo.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     demo.set_defaults(handler=_run_demo)
@@ -129,7 +131,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     if args.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "example"}))
+        print(dumps_json({k: v for k, v in summary.items() if k != "example"}))
         return 0
     example = summary["example"]
     print(

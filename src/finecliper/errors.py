@@ -17,3 +17,9 @@ class LayoutError(FineCLIPERError):
     """A dataset root does not have the layout of the dataset it was read as."""
 
     exit_code = 2
+
+
+class InputError(FineCLIPERError):
+    """An input file (checkpoint, training state, text file) is corrupt, unsafe or unreadable."""
+
+    exit_code = 2

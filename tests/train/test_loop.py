@@ -106,7 +106,7 @@ def test_resume_after_a_kill_gives_identical_metrics(tmp_path, tiny_config):
         timeout=600,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
-    state = (tmp_path / "killed" / "train_state.pt").is_file()
+    state = (tmp_path / "killed" / "train_state.safetensors").is_file()
     assert state and not (tmp_path / "killed" / "metrics.json").exists()
     resumed = train(config, tmp_path / "killed", resume=True, progress=False)
 

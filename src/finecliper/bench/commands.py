@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from finecliper.argtypes import COUNT, NON_NEGATIVE, int_range
 from finecliper.data.cli_args import add_dataset_arguments, reader_options
+from finecliper.io import dumps_json
 
 if TYPE_CHECKING:
     from finecliper.bench.suite import BenchOptions
@@ -47,9 +48,11 @@ def _register_pack(commands: argparse._SubParsersAction) -> None:
         help="jpeg: JPEG frames copied as they are, others encoded (default); raw: decoded "
         "uint8, nothing to decode in training, about 15x larger",
     )
-    pack.add_argument("--quality", type=int, default=95, help="JPEG quality of encoded frames")
-    pack.add_argument("--shard-clips", type=int, default=256, help="clips per shard")
-    pack.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    pack.add_argument(
+        "--quality", type=int_range(1, 100), default=95, help="JPEG quality of encoded frames"
+    )
+    pack.add_argument("--shard-clips", type=COUNT, default=256, help="clips per shard")
+    pack.add_argument("--workers", type=COUNT, default=1, help="processes (default 1)")
     pack.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     pack.set_defaults(handler=_run_pack)
 
@@ -87,26 +90,30 @@ def _register_bench(commands: argparse._SubParsersAction) -> None:
         help="sections",
     )
     bench.add_argument("--backbone", default="ViT-B/16", help="CLIP architecture, or 'tiny'")
-    bench.add_argument("--image-size", type=int, default=224)
-    bench.add_argument("--frames", type=int, default=16)
-    bench.add_argument("--batch", type=int, default=None, help="clips per step (cuda 32, cpu 2)")
-    bench.add_argument("--steps", type=int, default=None, help="timed steps (cuda 10, cpu 2)")
-    bench.add_argument("--warmup", type=int, default=None, help="untimed steps (cuda 3, cpu 1)")
+    bench.add_argument("--image-size", type=COUNT, default=224)
+    bench.add_argument("--frames", type=COUNT, default=16)
+    bench.add_argument("--batch", type=COUNT, default=None, help="clips per step (cuda 32, cpu 2)")
+    bench.add_argument("--steps", type=COUNT, default=None, help="timed steps (cuda 10, cpu 2)")
+    bench.add_argument(
+        "--warmup", type=NON_NEGATIVE, default=None, help="untimed steps (cuda 3, cpu 1)"
+    )
     bench.add_argument("--modes", type=_csv(str, ("naive", "bf16", "compiled")), default=None)
     bench.add_argument("--checkpointing", choices=("off", "on", "both"), default="off")
     bench.add_argument("--phases", type=_csv(str, ("train", "infer")), default=("train", "infer"))
     bench.add_argument("--pipeline-sizes", type=_csv(int), default=(112, 224))
-    bench.add_argument("--pipeline-clips", type=int, default=96, help="samples per measurement")
-    bench.add_argument("--synth-clips", type=int, default=24, help="SynthDFER clips generated")
+    bench.add_argument("--pipeline-clips", type=COUNT, default=96, help="samples per measurement")
+    bench.add_argument("--synth-clips", type=COUNT, default=24, help="SynthDFER clips generated")
     bench.add_argument("--pipeline-data", type=Path, default=None, help="measure this pack instead")
-    bench.add_argument("--loader-workers", type=int, default=0, help="also time a DataLoader")
     bench.add_argument(
-        "--cpu-threads", type=int, default=None, help="torch threads of latency and memory"
+        "--loader-workers", type=NON_NEGATIVE, default=0, help="also time a DataLoader"
     )
     bench.add_argument(
-        "--project-batch", type=int, default=32, help="batch the memory section projects to"
+        "--cpu-threads", type=COUNT, default=None, help="torch threads of latency and memory"
     )
-    bench.add_argument("--repeats", type=int, default=3, help="latency repeats")
+    bench.add_argument(
+        "--project-batch", type=COUNT, default=32, help="batch the memory section projects to"
+    )
+    bench.add_argument("--repeats", type=COUNT, default=3, help="latency repeats")
     bench.add_argument(
         "--out", type=Path, default=None, help="JSON file kept up to date after every case"
     )
@@ -144,7 +151,7 @@ def _run_pack(args: argparse.Namespace) -> int:
         progress=not args.json,
     )
     if args.json:
-        print(json.dumps(vars(summary)))
+        print(dumps_json(vars(summary)))
     else:
         print(
             f"packed {summary.clips} clips ({summary.frames} frames, {summary.bytes / 2**20:.1f} "
@@ -192,5 +199,5 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     report = run_suite(_options(args), note, args.out)
-    print(json.dumps(report) if args.json else format_report(report))
+    print(dumps_json(report) if args.json else format_report(report))
     return 0

@@ -52,8 +52,24 @@ def summarize(index: DatasetIndex) -> dict[str, Any]:
         "splits": {
             name: _split_summary(records, index.classes) for name, records in index.splits.items()
         },
-        "problems": [{"path": p.path, "problem": p.problem} for p in index.problems],
+        "problems": [{"path": p.path, "problem": p.problem} for p in index.problems]
+        + _empty_split_problems(index),
     }
+
+
+def _empty_split_problems(index: DatasetIndex) -> list[dict[str, str]]:
+    """A dataset must have train and test clips: ``train`` would otherwise fail only at the end."""
+    problems = []
+    for role in ("train", "test"):
+        names = [name for name in index.splits if name == role or name.endswith(f"/{role}")]
+        if not names:
+            problems.append({"path": str(index.root), "problem": f"no {role} split"})
+        problems += [
+            {"path": str(index.root), "problem": f"split {name} has no clips"}
+            for name in names
+            if not index.splits[name]
+        ]
+    return problems
 
 
 def _format_frames(frames: dict[str, float] | None) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
+from finecliper.argtypes import COUNT, FOLD, NON_NEGATIVE
 from finecliper.data.cli_args import add_dataset_arguments, reader_options
+from finecliper.io import dumps_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "is not that dataset's layout.",
     )
     add_dataset_arguments(check, captions=True)
-    check.add_argument("--fold", type=int, default=None, help="only this fold (default: all)")
+    check.add_argument("--fold", type=FOLD, default=None, help="only this fold (default: all)")
     check.add_argument(
         "--deep",
         action="store_true",
@@ -38,11 +39,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "ground-truth landmarks, parsing maps and emotion-free movement descriptions, in 5 folds.",
     )
     synth.add_argument("out", type=Path, help="output folder")
-    synth.add_argument("--clips", type=int, default=700, help="number of clips (default 700)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", type=int, default=112, help="frame size in pixels")
-    synth.add_argument("--frames", type=int, default=16, help="frames per clip")
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.add_argument("--clips", type=COUNT, default=700, help="number of clips (default 700)")
+    synth.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    synth.add_argument("--size", type=COUNT, default=112, help="frame size in pixels")
+    synth.add_argument("--frames", type=COUNT, default=16, help="frames per clip")
+    synth.add_argument("--workers", type=COUNT, default=None, help="processes (default: all cores)")
     synth.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     synth.set_defaults(handler=_run_synth)
 
@@ -59,7 +60,7 @@ def _run_check(args: argparse.Namespace) -> int:
         deep=args.deep,
     )
     summary = summarize(index)
-    print(json.dumps(summary) if args.json else format_report(summary))
+    print(dumps_json(summary) if args.json else format_report(summary))
     return 0
 
 
@@ -85,7 +86,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 2),
     }
     if args.json:
-        print(json.dumps(summary))
+        print(dumps_json(summary))
     else:
         print(
             f"SynthDFER: {result.clips} clips x {result.frames} frames at {args.size}px "

@@ -57,6 +57,11 @@ def read_run_data(config: Config) -> RunData:
         )
     train = index.records("train", data.fold)
     test = index.records("test", data.fold)
+    for split, records in (("train", train), ("test", test)):
+        if not records:
+            raise ConfigError(
+                f"{index.root}: no {split} clips for fold {data.fold} (see finecliper data check)"
+            )
     usable = [r for r in train if r.num_frames]
     unusable = [r.clip_id for r in train if not r.num_frames]
     train, val = carve_validation(usable, data.val_fraction, config.train.seed)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from finecliper.io import dumps_json
 
 VARIANTS = ("base", "mid", "high", "full")
 
@@ -31,5 +32,5 @@ def _run_summary(args: argparse.Namespace) -> int:
     from finecliper.model.summary import format_summary, summarize_parameters
 
     summary = summarize_parameters(args.variant, args.backbone)
-    print(json.dumps(summary) if args.json else format_summary(summary))
+    print(dumps_json(summary) if args.json else format_summary(summary))
     return 0

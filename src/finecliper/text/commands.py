@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from finecliper.argtypes import COUNT, FOLD, NON_NEGATIVE, float_range, int_range
 from finecliper.data.cli_args import add_dataset_arguments, reader_options
+from finecliper.io import dumps_json
 from finecliper.text.backends import backend_names
 
 
@@ -49,8 +50,8 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=backend_names(), default="video-llava")
     _add_backend_options(parser)
     parser.add_argument("--shard", default="0/1", help="I/N: this machine's share (default 0/1)")
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
-    parser.add_argument("--fold", type=int, default=None, help="only this fold (default: all)")
+    parser.add_argument("--batch-size", type=COUNT, default=8, help="clips per batch (default 8)")
+    parser.add_argument("--fold", type=FOLD, default=None, help="only this fold (default: all)")
     parser.add_argument(
         "--labels",
         choices=("train", "all", "never"),
@@ -58,16 +59,18 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         help="show the label to the MLLM for training clips (default), for every clip (the "
         "paper's choice), or never",
     )
-    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
-    parser.add_argument("--max-new-tokens", type=int, default=100)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--frames", type=COUNT, default=8, help="frames per clip (default 8)")
+    parser.add_argument("--max-new-tokens", type=COUNT, default=100)
+    parser.add_argument("--temperature", type=float_range(0.0), default=0.0, help="0 = greedy")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: auto)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default=None)
     parser.add_argument("--static-cache", action="store_true", help="static KV cache")
     parser.add_argument("--compile", action="store_true", help="compile decoding (static cache)")
-    parser.add_argument("--concurrency", type=int, default=8, help="openai-compatible requests")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--retries", type=int, default=3, help="retries per request")
+    parser.add_argument("--concurrency", type=COUNT, default=8, help="openai-compatible requests")
+    parser.add_argument(
+        "--timeout", type=float_range(0.0, low_open=True), default=120.0, help="seconds per request"
+    )
+    parser.add_argument("--retries", type=NON_NEGATIVE, default=3, help="retries per request")
     parser.add_argument(
         "--landmarks",
         type=Path,
@@ -75,7 +78,7 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         help="template: folder holding clips/<clip_id>/landmarks.npy (default: ROOT, as "
         "SynthDFER lays it out; for real data the `prepare faces` cache)",
     )
-    parser.add_argument("--workers", type=int, default=4, help="frame-loading threads")
+    parser.add_argument("--workers", type=COUNT, default=4, help="frame-loading threads")
     parser.add_argument("--json", action="store_true", help="print a JSON summary as last line")
     parser.set_defaults(handler=_run_describe)
 
@@ -101,12 +104,12 @@ def _register_refine(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-probe", action="store_true", help="cleaning only")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=float_range(0.0, 1.0),
         default=0.6,
         help="flag when the probe gives the true label at least this probability (default 0.6)",
     )
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=int_range(2), default=5)
+    parser.add_argument("--seed", type=NON_NEGATIVE, default=0)
     parser.add_argument("--judge-backend", choices=backend_names(judge=True), default=None)
     _add_backend_options(parser, "judge-")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -164,7 +167,7 @@ def _run_describe(args: argparse.Namespace) -> int:
     summary = job.run(items, progress=not args.json).as_dict()
     summary.update(out=str(args.out), backend=backend.name, model=backend.model_id)
     if args.json:
-        print(json.dumps(summary))
+        print(dumps_json(summary))
     else:
         print(
             f"describe: {summary['described']} described, {summary['errors']} errors, "
@@ -196,7 +199,7 @@ def _run_refine(args: argparse.Namespace) -> int:
     report_path = args.report or args.out.with_suffix(".leakage.json")
     report = run_refine(args.input, args.out, report_path, options)
     if args.json:
-        print(json.dumps(report))
+        print(dumps_json(report))
     else:
         print(format_refine_report(report, report_path))
     return 0

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.io import atomic_open
+from finecliper.io import atomic_open, dumps_json
 from finecliper.text.backends import Backend, ClipRequest, Reply
 from finecliper.text.prompts import LabelPolicy, PromptTemplate, is_training_split, prompt_for
 
@@ -264,7 +264,7 @@ class DescribeJob:
         settings = self.backend.settings()
         for item, (_, indices, _), reply in zip(batch, loaded, replies, strict=True):
             row = self._row(item, reply.frame_indices or indices, settings, reply)
-            sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sink.write(dumps_json(row, ensure_ascii=False) + "\n")
             if reply.error:
                 summary.errors += 1
                 if len(summary.first_errors) < 5:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from finecliper.errors import FineCLIPERError
+from finecliper.io import read_text
 from finecliper.text.prompts import is_training_split
 
 
@@ -27,22 +28,25 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ("clip_id",)) -> li
     if not path.is_file():
         raise FineCLIPERError(f"{path}: descriptions file does not exist")
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FineCLIPERError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise FineCLIPERError(f"{path}:{number}: expected a JSON object")
-            missing = [key for key in required if key not in row]
-            if missing:
-                raise FineCLIPERError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
-            row["clip_id"] = str(row["clip_id"])
-            rows.append(row)
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            raise FineCLIPERError(f"{path}:{number}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise FineCLIPERError(f"{path}:{number}: expected a JSON object")
+        missing = [key for key in required if key not in row]
+        if missing:
+            raise FineCLIPERError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+        row["clip_id"] = str(row["clip_id"])
+        rows.append(row)
     return rows
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON")
 
 
 def description_text(row: dict[str, Any]) -> str | None:

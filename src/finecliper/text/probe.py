@@ -20,6 +20,7 @@ comparison and the flagged texts show.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.io import atomic_open
+from finecliper.io import atomic_open, read_text
 
 REVIEW_COLUMNS = (
     "clip_id",
@@ -233,22 +234,21 @@ def import_review(path: Path) -> dict[tuple[str, str], ReviewRow]:
     if not path.is_file():
         raise FineCLIPERError(f"{path}: review file does not exist")
     decisions: dict[tuple[str, str], ReviewRow] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"clip_id", "decision", "reviewed_text"} - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError(f"{path}: review CSV lacks column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            decision = (row.get("decision") or "").strip().lower()
-            if not decision:
-                continue
-            if decision not in DECISIONS:
-                raise ConfigError(
-                    f"{path}:{line}: decision {decision!r} (expected {', '.join(DECISIONS)})"
-                )
-            reviewed = (row.get("reviewed_text") or "").strip()
-            if decision == "edit" and not reviewed:
-                raise ConfigError(f"{path}:{line}: decision 'edit' with an empty reviewed_text")
-            key = (row["clip_id"], row.get("prompt_id") or "")
-            decisions[key] = ReviewRow(decision, reviewed, line)
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = {"clip_id", "decision", "reviewed_text"} - set(reader.fieldnames or ())
+    if missing:
+        raise ConfigError(f"{path}: review CSV lacks column(s) {', '.join(sorted(missing))}")
+    for line, row in enumerate(reader, start=2):
+        decision = (row.get("decision") or "").strip().lower()
+        if not decision:
+            continue
+        if decision not in DECISIONS:
+            raise ConfigError(
+                f"{path}:{line}: decision {decision!r} (expected {', '.join(DECISIONS)})"
+            )
+        reviewed = (row.get("reviewed_text") or "").strip()
+        if decision == "edit" and not reviewed:
+            raise ConfigError(f"{path}:{line}: decision 'edit' with an empty reviewed_text")
+        key = (row["clip_id"], row.get("prompt_id") or "")
+        decisions[key] = ReviewRow(decision, reviewed, line)
     return decisions

@@ -9,13 +9,12 @@ chance, emotion-word counts, flagged count) and a CSV of the flagged, not yet re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from finecliper.errors import ConfigError
-from finecliper.io import atomic_open, write_json
+from finecliper.io import atomic_open, dumps_json, write_json
 from finecliper.text import probe
 from finecliper.text.descriptions import read_jsonl
 from finecliper.text.prompts import is_training_split
@@ -187,4 +186,4 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         for row in rows:
             clean = {key: value for key, value in row.items() if not key.startswith("_")}
-            handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
+            handle.write(dumps_json(clean, ensure_ascii=False) + "\n")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from finecliper.io import dumps_json
 
 PRESET_HELP = "a preset name (dfew, ferv39k, mafw, custom, synth, demo) or a YAML file"
 OVERRIDE_HELP = "config overrides as section.key=value, e.g. data.root=/data/DFEW data.fold=2"
@@ -60,7 +61,9 @@ def _register_cv(commands: argparse._SubParsersAction) -> None:
         "unfinished folds, and write results.md with mean and std next to the paper's numbers.",
     )
     _add_run_arguments(cv)
-    cv.add_argument("--folds", default=None, help="comma-separated folds (default: all)")
+    cv.add_argument(
+        "--folds", type=_folds, default=None, help="comma-separated folds 1..5 (default: all)"
+    )
     cv.set_defaults(handler=_run_cv)
 
 
@@ -74,12 +77,36 @@ def _register_sweep(commands: argparse._SubParsersAction) -> None:
         "adaptive weighting, and plot UAR/WAR against the video weight.",
     )
     _add_run_arguments(fixed)
-    fixed.add_argument("--weights", default="0.1,0.3,0.5,0.7,0.9", help="video weights")
+    fixed.add_argument(
+        "--weights",
+        type=_video_weights,
+        default="0.1,0.3,0.5,0.7,0.9",
+        help="comma-separated video weights in (0, 1)",
+    )
     fixed.set_defaults(handler=_run_sweep)
 
 
+def _folds(text: str) -> list[int]:
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() and 1 <= int(part) <= 5 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected folds 1..5 separated by commas, got {text!r}")
+    return [int(part) for part in parts]
+
+
+def _video_weights(text: str) -> list[float]:
+    try:
+        weights = [float(part) for part in text.split(",")]
+    except ValueError:
+        weights = []
+    if not weights or not all(0.0 < weight < 1.0 for weight in weights):
+        raise argparse.ArgumentTypeError(
+            f"expected weights in (0, 1) separated by commas, got {text!r}"
+        )
+    return weights
+
+
 def _print(summary: dict, as_json: bool, text: str) -> None:
-    print(json.dumps(summary) if as_json else text)
+    print(dumps_json(summary) if as_json else text)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -110,7 +137,7 @@ def _run_cv(args: argparse.Namespace) -> int:
     from finecliper.train.runs import cross_validate, default_run_dir
 
     config = load_config(args.preset, args.overrides)
-    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    folds = args.folds
     out = args.out or default_run_dir(config, cv=True)
     result = cross_validate(config, out, folds=folds, progress=not args.json)
     _print(result, args.json, f"{result['summary']}\n-> {out / 'results.md'}")
@@ -122,7 +149,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from finecliper.train.runs import default_run_dir, fixed_weight_sweep
 
     config = load_config(args.preset, args.overrides)
-    weights = [float(w) for w in args.weights.split(",")]
+    weights = args.weights
     out = args.out or default_run_dir(config, suffix="sweep_fixed_weights")
     result = fixed_weight_sweep(config, out, weights, progress=not args.json)
     _print(result, args.json, f"-> {out / 'fixed_weights.png'}")

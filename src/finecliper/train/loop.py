@@ -30,12 +30,19 @@ from finecliper.runtime.checkpoint import save_checkpoint
 from finecliper.runtime.device import autocast, resolve_device
 from finecliper.runtime.inputs import to_model_inputs
 from finecliper.train.distributed import Context, barrier, broadcast_object, init_distributed
+from finecliper.train.divergence import check_finite_loss, check_finite_weights
 from finecliper.train.evaluate import eval_loader, predict_split, score
 from finecliper.train.results import write_results
 from finecliper.train.run import Run, predictions_path, skipped_path
 from finecliper.train.schedule import warmup_cosine
 from finecliper.train.selection import improves_best_val
-from finecliper.train.state import STATE_FILE, load_training_state, save_training_state
+from finecliper.train.state import (
+    STATE_FILE,
+    load_training_state,
+    refuse_legacy_state,
+    restore_rng_states,
+    save_training_state,
+)
 
 
 def train(
@@ -66,6 +73,7 @@ def train(
 
 def _check_resume(out: Path, config: Config, resume: bool) -> None:
     state = out / STATE_FILE
+    refuse_legacy_state(out)
     if resume and not state.is_file():
         raise FineCLIPERError(f"--resume: {state} does not exist (nothing to resume)")
     if not resume and state.is_file():
@@ -114,6 +122,7 @@ def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start_epoch = state["history"], state["epoch"]
+        restore_rng_states(state)
     evaluators = _evaluators(run)
     for epoch in range(start_epoch, config.train.epochs):
         sampler.set_epoch(epoch)
@@ -159,6 +168,7 @@ def _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch
         with autocast(run.device, run.config.train.precision):
             outputs = trainer(inputs)
             loss = model.loss(outputs, labels).total
+        check_finite_loss(loss, epoch, step, run.out)
         (loss / accumulation).backward()
         if (step + 1) % accumulation == 0 or step + 1 == len(loader):
             optimizer.step()
@@ -224,6 +234,7 @@ def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -
     checkpoints = run.out / "checkpoints"
     classes = run.data.classes
     entry = history[-1]
+    check_finite_weights(run.model.trainable_state_dict(), entry["epoch"] - 1, run.out)
     extra = {"epoch": entry["epoch"], "val": entry["val"], "test": entry["test"]}
     save_checkpoint(checkpoints / "last.safetensors", run.model, run.config, classes, extra)
     if improves_best_val(history):

@@ -21,6 +21,7 @@ from finecliper.train.loop import train
 from finecliper.train.report.plots import plot_fixed_weight_sweep
 from finecliper.train.report.tables import aggregate_folds, cv_markdown
 from finecliper.train.results import report_predictions
+from finecliper.train.state import STATE_FILE
 
 FOLDS = {"dfew": [1, 2, 3, 4, 5], "mafw": [1, 2, 3, 4, 5], "synth": [1, 2, 3, 4, 5]}
 
@@ -89,7 +90,7 @@ def cross_validate(
         fold_dir = out / f"fold{fold}" if fold is not None else out / "split"
         metrics = _finished(fold_dir)
         if metrics is None:
-            resume = (fold_dir / "train_state.pt").is_file()
+            resume = (fold_dir / STATE_FILE).is_file()
             metrics = train(fold_config, fold_dir, resume=resume, progress=progress)
         results.append({"fold": fold, **metrics["selection"]})
     summary = aggregate_folds(results)
@@ -145,6 +146,6 @@ def _train_or_reuse(config: Config, run_dir: Path, progress: bool) -> dict[str, 
     finished = _finished(run_dir)
     if finished is not None:
         return finished
-    resume = (run_dir / "train_state.pt").is_file()
+    resume = (run_dir / STATE_FILE).is_file()
     torch.manual_seed(config.train.seed)
     return train(config, run_dir, resume=resume, progress=progress)

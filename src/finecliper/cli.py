@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "finecliper.train.commands",
     "finecliper.serve.commands",
     "finecliper.bench.commands",
+    "finecliper.runtime.commands",
     "finecliper.demo",
 )
 

@@ -69,8 +69,8 @@ def noise_video(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_predictor() -> Iterator[Predictor]:
-    """The checkpoint that ships with the package (trained on SynthDFER)."""
-    with Predictor.from_checkpoint(device="cpu") as loaded:
+    """The model that ships with the package (trained on SynthDFER)."""
+    with Predictor.from_pretrained(device="cpu") as loaded:
         yield loaded
 
 

@@ -32,6 +32,7 @@ from finecliper.errors import FineCLIPERError
 from finecliper.face.analysis import FacesSettings, FaceTools
 from finecliper.face.extract import process_clip
 from finecliper.runtime.checkpoint import read_checkpoint_info
+from finecliper.runtime.hub import CONFIG_FILE, MODEL_FORMAT, WEIGHTS_FILE
 from finecliper.runtime.inputs import to_model_inputs
 from finecliper.serve import commands
 from finecliper.serve import predictor as predictor_module
@@ -39,7 +40,7 @@ from finecliper.serve.annotate import output_size, write_outputs
 from finecliper.serve.predictor import (
     PredictionResult,
     Predictor,
-    demo_checkpoint_path,
+    demo_model_path,
 )
 from finecliper.serve.windows import parse_span, window_ranges
 from finecliper.text.backends import BackendOptions
@@ -236,10 +237,12 @@ def test_truncated_video_keeps_its_frames(predictor: Predictor, tmp_path: Path) 
     assert "decoding stopped early" in result.to_dict()["problems"][0]
 
 
-def test_bundled_checkpoint_is_portable() -> None:
-    """The shipped checkpoint names the bundled backbone and no path of the machine it was
+def test_bundled_model_is_portable() -> None:
+    """The shipped model folder names the bundled backbone and no path of the machine it was
     trained on, and records the demo run it came from."""
-    config, classes, extra = read_checkpoint_info(demo_checkpoint_path())
+    config, classes, extra = read_checkpoint_info(demo_model_path() / WEIGHTS_FILE)
+    info = json.loads((demo_model_path() / CONFIG_FILE).read_text())
+    assert info["format"] == MODEL_FORMAT and info["backbone"]["source"] == "bundled"
     assert config.model.backbone == DEMO_BACKBONE_NAME and config.model.variant == "full"
     assert config.data.root is None and config.data.descriptions is None
     assert classes == DFEW_CLASSES
@@ -249,7 +252,7 @@ def test_bundled_checkpoint_is_portable() -> None:
 def test_cli_predict_uses_the_bundled_checkpoint(
     astronaut_video: Path, synth_clip: Path, tmp_path: Path, capsys
 ) -> None:
-    """No --checkpoint: the bundled one predicts a real-photo video and a SynthDFER clip."""
+    """No --model: the bundled one predicts a real-photo video and a SynthDFER clip."""
     videos = [str(astronaut_video), str(synth_clip)]
     code = run_cli(["predict", *videos, "--device", "cpu", "--json", "--out", str(tmp_path)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -257,14 +260,14 @@ def test_cli_predict_uses_the_bundled_checkpoint(
     for line in lines:
         check_distribution(line["probabilities"], line["classes"])
         check_timeline_covers(line, line["duration_s"])
-        assert line["settings"]["checkpoint"] == str(demo_checkpoint_path())
+        assert line["settings"]["checkpoint"] == str(demo_model_path())
         assert line["face_found"] and line["description"]
         assert Path(line["outputs"]["annotated_video"]).is_file()
 
 
-def test_missing_bundled_checkpoint_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
+def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(predictor_module, "assets_dir", lambda: tmp_path)
-    with pytest.raises(FineCLIPERError, match="bundled demo checkpoint is missing"):
+    with pytest.raises(FineCLIPERError, match="bundled demo model is missing"):
         Predictor.from_checkpoint(device="cpu")
 
 

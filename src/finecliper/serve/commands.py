@@ -10,7 +10,11 @@ from typing import Any
 
 from finecliper.errors import ConfigError
 
-CHECKPOINT_HELP = "a checkpoint of `finecliper train` (default: the bundled demo checkpoint)"
+CHECKPOINT_HELP = "a checkpoint file of `finecliper train` (default: the bundled demo model)"
+MODEL_HELP = (
+    "a model folder of `finecliper export` or a Hugging Face Hub id of one, e.g. "
+    "user/finecliper-dfew-full (default: the bundled demo model)"
+)
 MAX_SECONDS = 86_400.0  # timeouts: a day at most (larger ones overflow the socket layer)
 # The numeric options and their allowed ranges, checked before anything is loaded.
 PREDICT_RANGES = {"--batch-size": (1, 4096), "--fps": (0.0, 10_000.0)}
@@ -37,7 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_predictor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None, help=CHECKPOINT_HELP)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None, metavar="ID_OR_DIR", help=MODEL_HELP)
+    source.add_argument("--checkpoint", type=Path, default=None, help=CHECKPOINT_HELP)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--window", default="16", help="window length: frames (16) or seconds (2.5s)"
@@ -151,8 +157,8 @@ def check_ranges(args: argparse.Namespace, ranges: dict[str, tuple[float, float]
 def _predictor(args: argparse.Namespace, progress: bool):
     from finecliper.serve.predictor import Predictor
 
-    return Predictor.from_checkpoint(
-        args.checkpoint,
+    return Predictor.from_pretrained(
+        args.checkpoint or args.model,
         args.device,
         text=args.text,
         crop=args.crop,

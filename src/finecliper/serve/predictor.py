@@ -1,7 +1,8 @@
 """``Predictor``: a trained checkpoint applied to any video, with a timeline over sliding windows.
 
     from finecliper import Predictor
-    predictor = Predictor.from_checkpoint()           # the bundled demo checkpoint
+    predictor = Predictor.from_pretrained()           # the bundled demo model
+    # or Predictor.from_pretrained("user/finecliper-dfew-full"), a folder, a .safetensors file
     result = predictor.predict("interview.mp4")       # or (T, H, W, 3) uint8 frames, fps=...
     print(result.top, result.probabilities, result.timeline[0].probabilities)
 
@@ -40,23 +41,26 @@ from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.face.analysis import FacesSettings, FaceTools, Tracking
 from finecliper.runtime.checkpoint import LoadedCheckpoint, load_checkpoint
 from finecliper.runtime.device import autocast, resolve_device
+from finecliper.runtime.hub import load_model
 from finecliper.runtime.inputs import to_model_inputs
 from finecliper.serve.faces import FrameFace, analyse_frames, nearest_found, track_faces
 from finecliper.serve.source import VideoSource, open_frames
 from finecliper.serve.windows import Span, WindowRange, parse_span, window_ranges
 
-DEMO_CHECKPOINT = "demo_checkpoint.safetensors"
+# The bundled model: a model folder (runtime/hub.py layout) in the package's assets; web.py
+# compares a predictor's model name with it to flag the demo model.
+DEMO_CHECKPOINT = "demo_model"
 TEXT_MODES = ("template", "none")
 CROP_MODES = ("auto", "always", "never")
 
 
-def demo_checkpoint_path() -> Path:
-    """The checkpoint bundled with the package, trained on SynthDFER with the demo backbone."""
+def demo_model_path() -> Path:
+    """The model folder bundled with the package, trained on SynthDFER with the demo backbone."""
     path = assets_dir() / DEMO_CHECKPOINT
-    if not path.is_file():
+    if not path.is_dir():
         raise FineCLIPERError(
-            f"the bundled demo checkpoint is missing ({path}); pass a checkpoint of "
-            "`finecliper train` with --checkpoint, or reinstall finecliper"
+            f"the bundled demo model is missing ({path}); pass a model of `finecliper train` "
+            "with --model or --checkpoint, or reinstall finecliper"
         )
     return path
 
@@ -216,12 +220,26 @@ class Predictor(Closing):
     def from_checkpoint(
         cls, path: str | Path | None = None, device: str | torch.device = "auto", **options: Any
     ) -> Predictor:
-        """Load ``path`` (default: the bundled demo checkpoint) onto ``device``."""
-        path = Path(path) if path is not None else demo_checkpoint_path()
+        """Load the checkpoint file ``path`` (default: the bundled demo model) onto ``device``."""
+        if path is None:
+            return cls.from_pretrained(None, device, **options)
         resolved = resolve_device(device)
         return cls(
             load_checkpoint(path, resolved), device=resolved, checkpoint=str(path), **options
         )
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path | None = None,
+        device: str | torch.device = "auto",
+        **options: Any,
+    ) -> Predictor:
+        """Load a model folder of ``finecliper export``, a Hugging Face Hub id of one, or a
+        checkpoint file (default: the bundled demo model) onto ``device``."""
+        resolved = resolve_device(device)
+        loaded, source = load_model(model if model is not None else demo_model_path(), resolved)
+        return cls(loaded, device=resolved, checkpoint=source.name, **options)
 
     # ---- public API ----------------------------------------------------------------------
 

@@ -41,11 +41,14 @@ def _register_train(commands: argparse._SubParsersAction) -> None:
 def _register_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "eval",
-        help="evaluate a checkpoint on a split of any dataset",
-        description="Evaluate a checkpoint on a split of its own dataset or of another one "
-        "(classes are taken from the dataset read; PN logits work for any class names).",
+        help="evaluate a checkpoint or model on a split of any dataset",
+        description="Evaluate a checkpoint file, a model folder of `finecliper export` or a "
+        "Hugging Face Hub id of one on a split of its own dataset or of another one (classes are "
+        "taken from the dataset read; PN logits work for any class names).",
     )
-    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument(
+        "model", metavar="MODEL", help="checkpoint file, model folder or hub id (user/name)"
+    )
     evaluate.add_argument("overrides", nargs="*", help="data overrides, e.g. data.fold=2")
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test")
     evaluate.add_argument("--out", type=Path, default=None, help="output folder")
@@ -123,10 +126,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from finecliper.train.runs import evaluate_checkpoint
+    from finecliper.train.runs import default_eval_dir, evaluate_checkpoint
 
-    out = args.out or args.checkpoint.parent.parent / f"eval_{args.split}"
-    metrics = evaluate_checkpoint(args.checkpoint, args.overrides, split=args.split, out=out)
+    out = args.out or default_eval_dir(args.model, args.split)
+    metrics = evaluate_checkpoint(args.model, args.overrides, split=args.split, out=out)
     summary = {"uar": metrics["uar"], "war": metrics["war"], "run_dir": str(out)}
     _print(summary, args.json, f"UAR {metrics['uar']:.4f}  WAR {metrics['war']:.4f}  -> {out}")
     return 0

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
@@ -43,6 +44,7 @@ from finecliper.train.state import (
     restore_rng_states,
     save_training_state,
 )
+from finecliper.train.tensorboard import Curves, training_curves
 
 
 def train(
@@ -65,7 +67,8 @@ def train(
     if context.is_main:
         _check_resume(out, config, resume)
         save_config(config, out)
-    history = _fit(run, resume)
+    with training_curves(config, out, context.is_main) as curves:
+        history = _fit(run, resume, curves)
     metrics = write_results(run, history) if context.is_main else {}
     barrier(context)
     return broadcast_object(metrics, context)
@@ -83,7 +86,7 @@ def _check_resume(out: Path, config: Config, resume: bool) -> None:
         raise FineCLIPERError(f"--resume: the config differs from the run's {saved}")
 
 
-def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
+def _fit(run: Run, resume: bool, curves: Curves) -> list[dict[str, Any]]:
     config, model = run.config, run.model
     train_set = make_dataset(config, run.data.train, train=True)
     sampler = DistributedSampler(
@@ -133,6 +136,7 @@ def _fit(run: Run, resume: bool) -> list[dict[str, Any]]:
         history.append(entry)
         if run.context.is_main:
             _save_epoch(run, optimizer, scheduler, history)
+            curves.log_epoch(entry)
         barrier(run.context)
     return history
 
@@ -220,7 +224,12 @@ def _evaluate_epoch(run: Run, evaluators, epoch: int) -> dict[str, Any]:
             description=name,
         )
         report = score(records, predictions, run.data.classes)
-        entry[name] = {"uar": report.uar, "war": report.war, "skipped": len(predictions.skipped)}
+        entry[name] = {
+            "uar": report.uar,
+            "war": report.war,
+            "skipped": len(predictions.skipped),
+            "modality_weights": _mean_weights(run.model.modalities, predictions.weights),
+        }
         if name == "test" and run.context.is_main:
             predictions.save(str(predictions_path(run.out, epoch + 1)))
             write_json(
@@ -228,6 +237,13 @@ def _evaluate_epoch(run: Run, evaluators, epoch: int) -> dict[str, Any]:
                 [{"index": i, "error": e} for i, e in predictions.skipped],
             )
     return entry
+
+
+def _mean_weights(modalities: tuple[str, ...], weights: np.ndarray) -> dict[str, float]:
+    """Mean adaptive weight of each modality over a split's clips (empty: none evaluated)."""
+    if len(weights) == 0:
+        return {}
+    return dict(zip(modalities, weights.mean(axis=0).tolist(), strict=True))
 
 
 def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -> None:

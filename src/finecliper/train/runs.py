@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ from finecliper.data.classes import prompt_names
 from finecliper.data.run_data import make_dataset, read_run_data
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json, write_text
-from finecliper.runtime.checkpoint import load_checkpoint
 from finecliper.runtime.device import resolve_device
+from finecliper.runtime.hub import load_model
 from finecliper.train.distributed import Context
 from finecliper.train.evaluate import eval_loader, predict_split
 from finecliper.train.loop import train
@@ -41,11 +42,22 @@ def with_overrides(config: Config, overrides: list[str]) -> Config:
     return build_config(tree, "overrides")
 
 
+def default_eval_dir(model: str, split: str) -> Path:
+    """RUN/eval_SPLIT for a checkpoint RUN/checkpoints/X, runs/eval_NAME_SPLIT otherwise (never
+    inside a model folder, which may be the Hugging Face cache)."""
+    path = Path(model)
+    if path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent / f"eval_{split}"
+    name = re.sub(r"[^\w.-]+", "_", model.strip("/")) or "model"
+    return Path("runs") / f"eval_{name}_{split}"
+
+
 def evaluate_checkpoint(
-    checkpoint: Path, overrides: list[str], *, split: str = "test", out: Path
+    model_source: str | Path, overrides: list[str], *, split: str = "test", out: Path
 ) -> dict[str, Any]:
-    """Evaluate on ``split`` of the checkpoint's dataset, or of the one the overrides name."""
-    loaded = load_checkpoint(checkpoint)
+    """Evaluate a checkpoint file, model folder or hub id on ``split`` of its dataset, or of
+    the one the overrides name."""
+    loaded, source = load_model(model_source)
     config = with_overrides(loaded.config, overrides)
     device = resolve_device(config.train.device, "train.device")
     data = read_run_data(config)
@@ -70,9 +82,9 @@ def evaluate_checkpoint(
         model.modalities,
         dataset=config.data.dataset,
         variant=config.model.variant,
-        title=f"{checkpoint.name} on {config.data.dataset} {split}",
+        title=f"{Path(source.name).name} on {config.data.dataset} {split}",
     )
-    metrics.update({"checkpoint": str(checkpoint), "split": split, "fold": config.data.fold})
+    metrics.update({"checkpoint": source.name, "split": split, "fold": config.data.fold})
     write_json(out / "metrics.json", metrics)
     return metrics
 

@@ -114,10 +114,17 @@ def test_refine_threshold_outside_0_1_is_refused(value, capsys, tmp_path):
 
 def test_non_finite_float_options_are_refused_for_every_command(capsys):
     # predict's --fps is a plain float option: the top-level check refuses inf and nan there too.
+    assert cli.main(["predict", "ckpt.safetensors", "video.mp4", "--fps", "inf"]) == 2
+    error = capsys.readouterr().err
+    assert error == "finecliper: error: --fps inf: expected a finite number\n"
+
+
+def test_usage_errors_are_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["predict", "ckpt.safetensors", "video.mp4", "--fps", "inf"])
+        cli.main(["cv", "synth", "--folds", "abc"])
     assert exit_info.value.code == 2
-    assert "--fps" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "--folds" in error and "--help" in error
 
 
 def _checkpoint(path, metadata=None, tensors=None):

@@ -13,9 +13,10 @@ import math
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 from finecliper import __version__
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import ConfigError, FineCLIPERError
 
 DEBUG_ENV = "FINECLIPER_DEBUG"
 # OSErrors about the paths the user gave (not the machine's state): exit 2, like other bad input.
@@ -34,8 +35,16 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors are one line too (argparse prints the whole usage first); subcommand
+    parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="finecliper",
         description="FineCLIPER: dynamic facial expression recognition with CLIP and adapters.",
     )
@@ -52,11 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _refuse_non_finite_options(parser, args)
+    args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        _refuse_non_finite_options(args)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("finecliper: interrupted", file=sys.stderr)
@@ -90,14 +98,14 @@ def _one_line(text: str) -> str:
     return lines[0] if len(lines) == 1 else " / ".join(lines[:3])
 
 
-def _refuse_non_finite_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _refuse_non_finite_options(args: argparse.Namespace) -> None:
     """No command takes NaN or infinity for a number (``--fps inf`` would run forever)."""
     for name, value in vars(args).items():
         values = value if isinstance(value, list | tuple) else [value]
         for item in values:
             if isinstance(item, float) and not math.isfinite(item):
                 option = "--" + name.replace("_", "-")
-                parser.error(f"argument {option}: must be a finite number (got {item})")
+                raise ConfigError(f"{option} {item}: expected a finite number")
 
 
 if __name__ == "__main__":

@@ -444,7 +444,8 @@ def _format_latency(latency: dict[str, Any]) -> str:
 
 
 def _format_memory(memory: dict[str, Any]) -> str:
-    table = _Table(["variant", "ckpt", "GiB/clip", "fixed GiB", "weights+AdamW GiB", "projected"])
+    headers = ["variant", "ckpt", "GiB/clip", "fixed GiB", "weights+AdamW GiB", "projected"]
+    table = _Table([*headers, "RSS GiB/clip", "RSS projected"])
     for r in memory["results"]:
         table.rows.append(
             [
@@ -454,6 +455,9 @@ def _format_memory(memory: dict[str, Any]) -> str:
                 _number(r["fixed_gib"], 2),
                 _number(r["resident_gib"], 2),
                 f"{_number(r['projected_gib'])} GiB at batch {r['target_batch']}",
+                _number(r["rss_per_clip_gib"], 3),
+                f"{_number(r['rss_projected_gib'])} GiB",
             ]
         )
-    return f"training memory, measured on CPU (bf16 autocast), projected:\n{table.render()}"
+    title = "training memory (live tensors; RSS adds allocator slack), CPU bf16 autocast, projected"
+    return f"{title}:\n{table.render()}"

@@ -14,6 +14,11 @@ branch uses this one tower instance, so the frozen weights exist once in memory.
 streams (video, parsing, landmark frames) run as one concatenated batch through the frozen
 layers, each chunk with its own adapter set. Per-block gradient checkpointing is a flag.
 
+Memory: the MLP's QuickGELU (``x * sigmoid(1.702 x)``) runs as one autograd function that keeps
+only its input for the backward pass and recomputes the sigmoid there; autograd would keep the
+input and the sigmoid, two tensors of the MLP's width (4x the model's), a fifth of all the
+activations a block keeps (docs/benchmarks.md). The forward values are HF's, op for op.
+
 The tower is frozen: no parameter requires a gradient and it stays in eval mode even when the
 model around it is put in train mode.
 """
@@ -29,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import CLIPConfig, CLIPModel
+from transformers.activations import QuickGELUActivation
 
 from finecliper.assets_paths import resolve_backbone
 from finecliper.errors import FineCLIPERError
@@ -144,6 +150,30 @@ def _attention(
     return attn.out_proj(out.transpose(1, 2).reshape(batch, length, width))
 
 
+class _QuickGELU(torch.autograd.Function):
+    """``x * sigmoid(1.702 x)`` that keeps only ``x`` for backward (recomputes the sigmoid)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(1.702 * x)  # HF's QuickGELUActivation, op for op
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        gate = torch.sigmoid(1.702 * x)
+        # grad * gate * (1 + 1.702 x (1 - gate)), in place: one MLP-wide temporary, not five
+        out = torch.sub(1.0, gate).mul_(x).mul_(1.702).add_(1.0)
+        return out.mul_(gate).mul_(grad)
+
+
+def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """HF's ``CLIPMLP`` (fc1, activation, fc2), with QuickGELU through :class:`_QuickGELU`."""
+    if not isinstance(mlp.activation_fn, QuickGELUActivation):
+        return mlp(x)
+    return mlp.fc2(_QuickGELU.apply(mlp.fc1(x)))
+
+
 def _chunked_residual(
     x: torch.Tensor, sizes: list[int], adapters: list[Adapter | None], scales: list[float]
 ) -> torch.Tensor | None:
@@ -177,7 +207,7 @@ def _block(
     normed = layer.layer_norm2(x)
     parallel = [a.mlp if a is not None else None for a in adapters]
     delta = _chunked_residual(normed, sizes, parallel, scales)
-    mlp = layer.mlp(normed)
+    mlp = _mlp(layer.mlp, normed)
     return x + (mlp if delta is None else mlp + delta)
 
 
@@ -266,7 +296,9 @@ class FrozenCLIP(nn.Module):
         x = vision.embeddings(pixels, interpolate_pos_encoding=resize)
         x = vision.pre_layrnorm(x)
         x = self._run_layers(vision.encoder.layers, x, [a for _, a in streams], sizes)
-        embeddings = self.clip.visual_projection(vision.post_layernorm(x[:, 0]))
+        # A copy: the norm keeps its input for backward, and a view would keep all tokens alive.
+        cls = x[:, 0].clone()
+        embeddings = self.clip.visual_projection(vision.post_layernorm(cls))
         return list(embeddings.split(sizes))
 
     def encode_text(
@@ -287,9 +319,9 @@ class FrozenCLIP(nn.Module):
         x = self._run_layers(
             text.encoder.layers, x, [adapters], [x.shape[0]], mask, causal=mask is None
         )
-        x = text.final_layer_norm(x)
+        # Pool, then norm (per token, so the same values): the norm keeps only the pooled tokens.
         pooled = x[torch.arange(x.shape[0], device=x.device), self._eos_positions(input_ids)]
-        return self.clip.text_projection(pooled)
+        return self.clip.text_projection(text.final_layer_norm(pooled))
 
     def _eos_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         eos = self.clip.config.text_config.eos_token_id

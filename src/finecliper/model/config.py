@@ -31,7 +31,8 @@ class ModelConfig(Section):
     tokenizer: str | None = Field(
         None,
         description="CLIP tokenizer directory or hub id; default: the backbone's own directory, "
-        "or openai/clip-vit-base-patch16 for .pt / open_clip files",
+        "or the bundled CLIP BPE vocabulary (clip-bpe) for .pt / open_clip files and directories "
+        "without tokenizer files",
     )
     backbone_activation: Literal["quick_gelu", "gelu"] = Field(
         "quick_gelu",

@@ -17,12 +17,19 @@ import numpy as np
 
 from finecliper.errors import ConfigError
 
-BACKENDS: tuple[str, ...] = ("video-llava", "qwen2-vl", "openai-compatible", "template")
+BACKENDS: tuple[str, ...] = (
+    "video-llava",
+    "qwen2-vl",
+    "openai-compatible",
+    "template",
+    "mafw-captions",
+)
 DEFAULT_MODELS: dict[str, str] = {
     "video-llava": "LanguageBind/Video-LLaVA-7B-hf",
     "qwen2-vl": "Qwen/Qwen2-VL-7B-Instruct",
     "openai-compatible": "Qwen/Qwen2-VL-7B-Instruct",
     "template": "finecliper-landmark-template",
+    "mafw-captions": "mafw-with-caption-lists",
 }
 
 
@@ -65,6 +72,7 @@ class BackendOptions:
     backoff_s: float = 1.0
     jpeg_quality: int = 90
     landmarks_root: Path | None = None
+    dataset_root: Path | None = None  # mafw-captions: the MAFW root whose captions it reads
     extra: dict[str, Any] = field(default_factory=dict)  # further generate() settings
 
 
@@ -105,6 +113,10 @@ def create_backend(name: str, options: BackendOptions) -> Backend:
         from finecliper.text.backends.openai_compatible import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(model, options)
+    if name == "mafw-captions":
+        from finecliper.text.backends.mafw_captions import MafwCaptionsBackend
+
+        return MafwCaptionsBackend.from_options(options)
     from finecliper.text.backends.template import TemplateBackend
 
     return TemplateBackend(options)

@@ -311,3 +311,30 @@ def test_label_embeddings_are_cached_only_for_inference(make_model) -> None:
         changed = model.label_embeddings()
     assert not torch.allclose(changed[0], first[0])
     assert model.label_embeddings()[0].requires_grad  # with grad enabled: never cached
+
+
+def test_weight_decay_skips_biases_norms_tau_and_temporal_embeddings(
+    make_model, make_inputs
+) -> None:
+    model = make_model(learnable_weight_temperature=True, shared_temporal=False)
+    decay, no_decay = model.optimizer_parameter_groups(0.05)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+    names = {id(p): n for n, p in model.named_trainable_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    assert decayed | exempt == set(names.values()) and not decayed & exempt
+    assert {"head.log_tau", "weighting.log_temperature"} <= exempt
+    for modality in model.temporal:
+        assert {f"temporal.{modality}.cls_token", f"temporal.{modality}.position"} <= exempt
+    embeddings = {n for n in exempt if n.endswith(("cls_token", "position"))}
+    others = exempt - embeddings - {"head.log_tau", "weighting.log_temperature"}
+    assert others and all(n.endswith("bias") or ".norm" in n for n in others)
+    assert decayed and all(n.endswith("weight") and ".norm" not in n for n in decayed)
+    # AdamW with these groups leaves an exempt tensor alone when its gradient is zero.
+    optimizer = torch.optim.AdamW([decay, no_decay], lr=0.1)
+    position = model.temporal["video"].position
+    before = position.detach().clone()
+    model.loss(model(make_inputs(batch=4)), LABELS).total.backward()
+    position.grad = torch.zeros_like(position)
+    optimizer.step()
+    torch.testing.assert_close(position.detach(), before)

@@ -7,7 +7,7 @@ from transformers import CLIPTokenizer
 
 from finecliper.errors import FineCLIPERError
 from finecliper.model.tokenizer import (
-    OPENAI_TOKENIZER,
+    CLIP_BPE,
     TextTokenizer,
     load_tokenizer,
     tokenizer_source,
@@ -56,7 +56,8 @@ def test_missing_tokenizer_files_are_not_silently_empty(tmp_path) -> None:
 def test_tokenizer_source_follows_the_backbone(tmp_path) -> None:
     checkpoint = tmp_path / "ViT-B-16.pt"
     checkpoint.write_bytes(b"")
-    assert tokenizer_source(str(checkpoint)) == OPENAI_TOKENIZER
+    assert tokenizer_source(str(checkpoint)) == CLIP_BPE
+    (tmp_path / "tokenizer.json").write_text("{}")
     assert tokenizer_source(str(tmp_path)) == str(tmp_path)
     assert tokenizer_source("ViT-L/14") == "openai/clip-vit-large-patch14"
     assert tokenizer_source("org/some-clip") == "org/some-clip"

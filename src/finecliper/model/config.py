@@ -31,7 +31,8 @@ class ModelConfig(Section):
     tokenizer: str | None = Field(
         None,
         description="CLIP tokenizer directory or hub id; default: the backbone's own directory, "
-        "or openai/clip-vit-base-patch16 for .pt / open_clip files",
+        "or the bundled CLIP BPE vocabulary (clip-bpe) for .pt / open_clip files and directories "
+        "without tokenizer files",
     )
     backbone_activation: Literal["quick_gelu", "gelu"] = Field(
         "quick_gelu",
@@ -63,7 +64,13 @@ class ModelConfig(Section):
     tau_init: float = Field(0.01, gt=0.0, lt=1.0)
     weighting: Literal["adaptive", "fixed"] = "adaptive"
     fixed_video_weight: float = Field(0.5, gt=0.0, lt=1.0)
-    weight_temperature: float = Field(1.0, gt=0.0, le=100.0)
+    weight_temperature: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="T of the adaptive weights softmax(max logits / T); the logits are already "
+        "divided by tau, and T=10 measured no better on SynthDFER (docs/method.md 7)",
+    )
     learnable_weight_temperature: bool = False
     modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     lambda_align: float = Field(0.1, ge=0.0, le=100.0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -427,6 +428,30 @@ class FineCLIPER(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Adapters, temporal module(s), tau and the weighting temperature."""
         return [p for _, p in self.named_trainable_parameters()]
+
+    def optimizer_parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW groups as nanoGPT splits them: weight matrices decay; biases, norms, log tau,
+        the weighting temperature and the temporal CLS token and positional embeddings do not."""
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        exempt = self._no_weight_decay_names()
+        for name, parameter in self.named_trainable_parameters():
+            keep = parameter.ndim < 2 or name in exempt
+            (no_decay if keep else decay).append(parameter)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def _no_weight_decay_names(self) -> set[str]:
+        """Full names of the parameters that modules declare exempt (``no_weight_decay()``)."""
+        names: set[str] = set()
+        for prefix, module in self.named_modules():
+            if hasattr(module, "no_weight_decay"):
+                names.update(
+                    f"{prefix}.{name}" if prefix else name for name in module.no_weight_decay()
+                )
+        return names
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the trained weights: what a checkpoint needs next to the backbone's name."""

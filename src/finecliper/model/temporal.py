@@ -47,6 +47,10 @@ class TemporalTransformer(nn.Module):
                 nn.init.zeros_(output.weight)
                 nn.init.zeros_(output.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Embeddings, not weight matrices: decaying them only pulls them towards zero."""
+        return {"cls_token", "position"}
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         batch, length, width = frames.shape
         if length > self.max_frames:

@@ -6,6 +6,10 @@ every word to "unknown". :class:`TextTokenizer` therefore always checks that the
 exactly as many tokens as the text tower's embedding table and that an end-of-text token exists
 (the text embedding is pooled there), and raises a clear error otherwise.
 
+OpenAI ``.pt`` and open_clip checkpoints, and directories without tokenizer files, get CLIP's own
+BPE tokenizer over the vocabulary bundled with the package (:mod:`finecliper.model.bpe`, source
+name ``clip-bpe``): no download, and the exact tokenization of OpenAI's ``clip.tokenize``.
+
 Texts come out right-padded to the longest text of the call, truncated to the context length
 with the end-of-text token kept (what the text encoder pools).
 """
@@ -22,9 +26,12 @@ from transformers import CLIPTokenizer, PreTrainedTokenizerBase
 from finecliper.assets_paths import resolve_backbone
 from finecliper.errors import FineCLIPERError
 from finecliper.model.architectures import known_architecture
+from finecliper.model.bpe import ClipBPE, bundled_bpe
 
-# All OpenAI CLIP models share one BPE vocabulary; this hub id carries it in HF format.
-OPENAI_TOKENIZER = "openai/clip-vit-base-patch16"
+# model.tokenizer value for the bundled CLIP BPE tokenizer (all OpenAI CLIP models share it).
+CLIP_BPE = "clip-bpe"
+# A directory has its own tokenizer if it holds either of these file sets.
+TOKENIZER_FILE_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
 
 @dataclass
@@ -46,7 +53,7 @@ class TextTokenizer:
 
     def __init__(
         self,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: PreTrainedTokenizerBase | ClipBPE,
         vocab_size: int,
         context_length: int,
         source: str = "tokenizer",
@@ -56,11 +63,13 @@ class TextTokenizer:
                 f"tokenizer {source!r} has {len(tokenizer)} tokens but the CLIP text tower has "
                 f"{vocab_size}: wrong tokenizer, or its files were not found (transformers then "
                 "returns an almost empty tokenizer, e.g. offline with a hub id); set "
-                "model.tokenizer to a directory with the backbone's tokenizer files"
+                f"model.tokenizer to a directory with the backbone's tokenizer files, or to "
+                f"{CLIP_BPE} for the bundled OpenAI CLIP vocabulary"
             )
         if tokenizer.eos_token_id is None:
             raise FineCLIPERError(f"tokenizer {source!r} has no end-of-text token")
-        tokenizer.padding_side = "right"
+        if not isinstance(tokenizer, ClipBPE):
+            tokenizer.padding_side = "right"
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.source = source
@@ -76,6 +85,8 @@ class TextTokenizer:
     def __call__(self, texts: Sequence[str]) -> TokenizedText:
         if isinstance(texts, str):
             raise TypeError("TextTokenizer takes a list of texts, not one string")
+        if isinstance(self.tokenizer, ClipBPE):
+            return TokenizedText(*self.tokenizer.tokenize(list(texts), self.context_length))
         encoded = self.tokenizer(
             list(texts),
             padding="longest",
@@ -92,15 +103,22 @@ def tokenizer_source(backbone: str, tokenizer: str | None = None) -> str:
         return tokenizer
     path = Path(resolve_backbone(backbone)).expanduser()
     if path.is_dir():
-        return str(path)
+        return str(path) if has_tokenizer_files(path) else CLIP_BPE
     if path.is_file():
-        return OPENAI_TOKENIZER
+        return CLIP_BPE
     architecture = known_architecture(backbone)
     return architecture.hub_id if architecture else backbone
 
 
+def has_tokenizer_files(directory: Path) -> bool:
+    return any(all((directory / name).is_file() for name in files) for files in TOKENIZER_FILE_SETS)
+
+
 def load_tokenizer(source: str, vocab_size: int, context_length: int) -> TextTokenizer:
-    """Load a CLIP tokenizer from a directory or hub id and check it against the text tower."""
+    """Load a CLIP tokenizer from a directory or hub id (or ``clip-bpe``, the bundled one) and
+    check it against the text tower."""
+    if source == CLIP_BPE:
+        return TextTokenizer(bundled_bpe(), vocab_size, context_length, CLIP_BPE)
     try:
         tokenizer = CLIPTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:

@@ -40,7 +40,8 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         "describe",
         help="generate fine-grained facial-movement descriptions (high-semantic input)",
         description="Describe every clip of a dataset with a video MLLM (Fig. 3 prompt of the "
-        "paper, 8 uniform frames) or, with --backend template, from prepared landmarks. Writes "
+        "paper, 8 uniform frames), with --backend template from prepared landmarks, or with "
+        "--backend mafw-captions from MAFW's own English captions. Writes "
         "one JSON line per clip and prompt; reruns resume, --shard I/N splits the work. "
         "Training clips see their label (the paper's prompt); test clips do not, unless "
         "--labels all.",
@@ -134,6 +135,7 @@ def _backend_options(args: argparse.Namespace, prefix: str = ""):
         timeout_s=getattr(args, "timeout", 120.0),
         retries=getattr(args, "retries", 3),
         landmarks_root=getattr(args, "landmarks", None),
+        dataset_root=getattr(args, "root", None),
     )
 
 

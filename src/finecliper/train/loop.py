@@ -109,7 +109,7 @@ def _fit(run: Run, resume: bool, curves: Curves) -> list[dict[str, Any]]:
     accumulation = _accumulation_steps(config, run.context)
     steps_per_epoch = math.ceil(len(loader) / accumulation)
     optimizer = torch.optim.AdamW(
-        model.trainable_parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+        model.optimizer_parameter_groups(config.train.weight_decay), lr=config.train.lr
     )
     scheduler = _schedule(optimizer, config, steps_per_epoch)
     trainer = (

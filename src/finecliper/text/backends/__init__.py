@@ -65,6 +65,7 @@ class BackendOptions:
     backoff_s: float = 1.0
     jpeg_quality: int = 90
     landmarks_root: Path | None = None
+    dataset_root: Path | None = None  # mafw-captions: the MAFW root whose captions it reads
     extra: dict[str, Any] = field(default_factory=dict)  # further generate() settings
 
 

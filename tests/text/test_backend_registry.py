@@ -60,7 +60,9 @@ def test_registered_backend_is_created_by_name(echo):
 def test_registered_backend_is_a_cli_choice(echo, capsys):
     with pytest.raises(SystemExit):
         main(["describe", "--help"])
-    assert "{echo,openai-compatible,qwen2-vl,template,video-llava}" in capsys.readouterr().out
+    assert "{echo,mafw-captions,openai-compatible,qwen2-vl,template,video-llava}" in (
+        capsys.readouterr().out
+    )
     with pytest.raises(SystemExit):
         main(["refine", "--help"])
     assert "{echo,openai-compatible,qwen2-vl,video-llava}" in capsys.readouterr().out
@@ -74,7 +76,9 @@ def test_template_cannot_judge_and_defaults_stay():
 
 
 def test_unknown_and_duplicate_backends_are_refused():
-    with pytest.raises(ConfigError, match=r"unknown backend 'gpt' \(choose from openai-comp"):
+    with pytest.raises(
+        ConfigError, match=r"unknown backend 'gpt' \(choose from mafw-captions, openai-comp"
+    ):
         create_backend("gpt", BackendOptions())
     with pytest.raises(FineCLIPERError, match="backend 'template' is registered twice"):
         register_backend("template", default_model="x")(EchoBackend)
@@ -88,6 +92,6 @@ def test_listing_backends_imports_none_of_them():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [
-        "('openai-compatible', 'qwen2-vl', 'template', 'video-llava')",
+        "('mafw-captions', 'openai-compatible', 'qwen2-vl', 'template', 'video-llava')",
         "[] False",
     ]

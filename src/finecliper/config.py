@@ -26,7 +26,7 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 
 
 class TrainConfig(Section):
-    """The ``train`` section (method.md section 3); the data and model sections live with their
+    """The ``train`` section (docs/method.md section 3); the data and model sections live with their
     stages, this one here so the library layers need not import the training program."""
 
     epochs: int = Field(30, ge=1)

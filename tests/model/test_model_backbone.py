@@ -29,7 +29,7 @@ def randomize(adapters: AdapterSet, seed: int = 0) -> None:
 
 
 def test_adapter_sizes_match_the_method_budget() -> None:
-    # method.md 2.7: 768 -> 192 -> 768, 512 -> 128 -> 512 and 768 -> 96 -> 768 adapters
+    # docs/method.md 2.7: 768 -> 192 -> 768, 512 -> 128 -> 512 and 768 -> 96 -> 768 adapters
     for width, ratio, expected in (
         (768, 0.25, 295_872),
         (512, 0.25, 131_712),

@@ -1,4 +1,4 @@
-"""Parameter budgets at ViT-B/16 (method.md 2.6/2.7), the summary command and model config."""
+"""Parameter budgets at ViT-B/16 (docs/method.md 2.6/2.7), the summary command and model config."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """From a run config to datasets: the fold's splits, a seeded validation carve-out, inputs.
 
 The validation split is carved from the training fold, stratified by label and seeded, so model
-selection never looks at the test split (method.md 3). Clips the reader found unusable (no
+selection never looks at the test split (docs/method.md 3). Clips the reader found unusable (no
 frames on disk) are left out of training and listed; in evaluation they are reported as skipped
 by id, never silently dropped.
 """

@@ -1,4 +1,4 @@
-"""TSN-style frame sampling: which frame indices of a clip feed the model (method.md 3).
+"""TSN-style frame sampling: which frame indices of a clip feed the model (docs/method.md 3).
 
 A clip of ``n`` frames is cut into ``k`` equal segments; segment ``i`` holds the frames
 ``[i * n // k, (i + 1) * n // k)``. Training draws one random frame from each segment; testing

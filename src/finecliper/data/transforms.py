@@ -1,7 +1,7 @@
 """Joint spatial transforms of a clip's frames, parsing maps and landmarks, in plain torch.
 
 One crop box and one flip decision per clip are applied identically to every frame, to its
-parsing map and to its landmarks (method.md 3), so the middle-level renderings made afterwards
+parsing map and to its landmarks (docs/method.md 3), so the middle-level renderings made afterwards
 (``finecliper.face.render``) line up with the frame pixel for pixel. Only tensor ops are used,
 so the same code runs on CPU workers or on a GPU batch.
 

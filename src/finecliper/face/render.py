@@ -1,4 +1,4 @@
-"""Batched rendering of the middle-level inputs from compact data (method.md 2.1).
+"""Batched rendering of the middle-level inputs from compact data (docs/method.md 2.1).
 
 Parsing maps and landmark coordinates are stored compactly and rendered to RGB only after the
 joint spatial transform (``finecliper.data.transforms``), on the transformed frame, map and

@@ -1,4 +1,4 @@
-"""The FineCLIPER model library (method.md sections 2 and 4).
+"""The FineCLIPER model library (docs/method.md sections 2 and 4).
 
 Modules: ``network`` (FineCLIPER, its inputs/outputs, losses, ``build_model``), ``backbone``
 (frozen CLIP: loading and the adapter-aware forward), ``adapters``, ``temporal``, ``heads``

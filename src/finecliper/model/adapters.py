@@ -1,4 +1,4 @@
-"""Bottleneck adapters (method.md 2.2; AIM, Yang et al. ICLR 2023).
+"""Bottleneck adapters (docs/method.md 2.2; AIM, Yang et al. ICLR 2023).
 
 An adapter is FC-down -> GELU -> FC-up. Per encoder block an :class:`AdapterSet` holds at most
 two of them, placed as in the paper's Fig. 2::

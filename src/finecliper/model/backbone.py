@@ -199,7 +199,7 @@ def _block(
     mask: torch.Tensor | None,
     causal: bool,
 ) -> torch.Tensor:
-    """One encoder block with adapters at the AIM positions (method.md 2.2)."""
+    """One encoder block with adapters at the AIM positions (docs/method.md 2.2)."""
     attended = _attention(layer.self_attn, layer.layer_norm1(x), mask, causal)
     serial = [a.attention if a is not None else None for a in adapters]
     delta = _chunked_residual(attended, sizes, serial, [1.0] * len(sizes))

@@ -1,8 +1,8 @@
-"""Model section of the run configuration (method.md sections 2 and 4).
+"""Model section of the run configuration (docs/method.md sections 2 and 4).
 
-Defaults are the paper's choices where it states them and ours elsewhere (method.md tags); the
+Defaults are the paper's choices where it states them and ours elsewhere (docs/method.md tags); the
 adapter bottleneck ratios and the temporal module's size are the ones that put the tunable
-parameter counts at ViT-B/16 within 1.5M of the paper's 13/19/14/20M (method.md 2.7).
+parameter counts at ViT-B/16 within 1.5M of the paper's 13/19/14/20M (docs/method.md 2.7).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ModelConfig(Section):
     landmark_adapter_ratio: float = Field(0.125, gt=0.0, le=4.0)
     label_adapter_ratio: float = Field(0.25, gt=0.0, le=4.0)
     text_adapter_ratio: float = Field(0.25, gt=0.0, le=4.0)
-    mlp_adapter_scale: float = Field(0.5, ge=0.0, le=10.0, description="s in method.md 2.2")
+    mlp_adapter_scale: float = Field(0.5, ge=0.0, le=10.0, description="s in docs/method.md 2.2")
     text_adapter_position: Literal["attention", "mlp"] = Field(
         "attention",
         description="where the one adapter per text block sits: serial after the attention, "
@@ -69,7 +69,7 @@ class ModelConfig(Section):
         gt=0.0,
         le=100.0,
         description="T of the adaptive weights softmax(max logits / T); the logits are already "
-        "divided by tau, and T=10 measured no better on SynthDFER (docs/method.md 7)",
+        "divided by tau, and T=10 measured no better on SynthDFER (docs/docs/method.md 7)",
     )
     learnable_weight_temperature: bool = False
     modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)

@@ -1,4 +1,4 @@
-"""Logits, modality weighting and the contrastive loss (method.md 2.4, 2.5 and 4).
+"""Logits, modality weighting and the contrastive loss (docs/method.md 2.4, 2.5 and 4).
 
 PN logits [ours]: for an L2-normalised feature f and normalised label embeddings t+_c, t-_c,
 ``z_c = (cos(f, t+_c) - cos(f, t-_c)) / tau``; ``positive`` mode drops the negative term.
@@ -81,7 +81,7 @@ class ModalityWeighting(nn.Module):
 
 
 def fixed_weights(present: torch.Tensor, video_weight: float) -> torch.Tensor:
-    """Video ``a``, the other present modalities ``(1 - a) / n`` each (method.md 2.5 ablation).
+    """Video ``a``, the other present modalities ``(1 - a) / n`` each (docs/method.md 2.5 ablation).
 
     A sample with only video gets weight 1 on it; one without video shares 1 equally.
     """

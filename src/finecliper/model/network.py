@@ -1,25 +1,25 @@
-"""FineCLIPER: the full model over one frozen CLIP (method.md sections 2 and 4).
+"""FineCLIPER: the full model over one frozen CLIP (docs/method.md sections 2 and 4).
 
-Branches (method.md 2.3), all on the same :class:`FrozenCLIP` instance:
+Branches (docs/method.md 2.3), all on the same :class:`FrozenCLIP` instance:
 
 - video, parsing, landmark: the image tower with the branch's adapter set on every frame, then
   the temporal module. The three streams run as one concatenated batch through the frozen
-  layers. One temporal module serves all three by default [ours]: method.md 2.7's arithmetic
+  layers. One temporal module serves all three by default [ours]: docs/method.md 2.7's arithmetic
   (19M for FineCLIPER*) counts it once; ``shared_temporal=False`` gives each its own.
 - label encoder: the text tower with a Positive and a Negative adapter set on the 2C prompts
   (``A person with an expression of {label}.`` / ``... of no {label}.``), encoded once per forward
   pass, not per sample. ``logits=positive`` builds and encodes only the positive side.
 - fine-grained text encoder: the text tower with its own adapter set on one description per clip.
 
-Text adapter sets have one adapter per block (method.md 2.7: 12 x 131,712 parameters at
+Text adapter sets have one adapter per block (docs/method.md 2.7: 12 x 131,712 parameters at
 512 -> 128 -> 512), serial after the attention by default [ours].
 
-Fusion and losses (method.md 2.5): per-modality PN logits, adaptive (or fixed) weights over the
+Fusion and losses (docs/method.md 2.5): per-modality PN logits, adaptive (or fixed) weights over the
 modalities present for each sample, the fused feature's logits, and ``CE(fused) + sum_m w_m.detach()
 CE(m) + lambda_align InfoNCE(video, text)``. The per-modality sum is skipped for FineCLIPER (video
 only), where it would repeat the fused term. In training, modality dropout removes each non-video
 modality of a sample with probability ``modality_dropout`` (video never, so never all).
-The zero-shot objective (method.md 4) is the video-description InfoNCE alone; labels are unused.
+The zero-shot objective (docs/method.md 4) is the video-description InfoNCE alone; labels are unused.
 
 Missing inputs: ``present`` (B, 4) over ``MODALITIES`` marks what each sample has; an input left
 as None is absent for the whole batch (and not computed). Inputs of modalities the variant does
@@ -129,7 +129,7 @@ class LossParts:
 
 
 def label_prompts(class_names: Sequence[str], config: ModelConfig) -> tuple[list[str], list[str]]:
-    """Positive and negative prompts of every class (method.md 2.3)."""
+    """Positive and negative prompts of every class (docs/method.md 2.3)."""
     names = [str(name).strip() for name in class_names]
     if len(names) < 2 or any(not name for name in names):
         raise FineCLIPERError(f"need at least two non-empty class names, got {list(class_names)}")

@@ -16,7 +16,7 @@ from finecliper.model.backbone import backbone_config
 from finecliper.model.config import ModelConfig
 from finecliper.model.network import FineCLIPER
 
-# The paper's tunable parameter counts at ViT-B/16 (method.md 2.6).
+# The paper's tunable parameter counts at ViT-B/16 (docs/method.md 2.6).
 PAPER_TUNABLE = {"base": 13_000_000, "mid": 19_000_000, "high": 14_000_000, "full": 20_000_000}
 PAPER_NAMES = {
     "base": "FineCLIPER",

@@ -1,8 +1,8 @@
-"""Temporal modules: per-frame embeddings (B, T, D) -> one clip embedding (B, D) (method.md 2.3).
+"""Temporal modules: per-frame embeddings (B, T, D) -> one clip embedding (B, D) (docs/method.md 2.3).
 
 ``transformer`` [ours]: pre-norm transformer layers (width D, D/64 heads, MLP ratio 2) over a
 learnable CLS token followed by the frame embeddings plus learnable positional embeddings. At
-width 512 one layer has 2.10M parameters, the ~2.1M of method.md 2.7 (MLP ratio 4 would give
+width 512 one layer has 2.10M parameters, the ~2.1M of docs/method.md 2.7 (MLP ratio 4 would give
 3.15M and push FineCLIPER*† past the paper's 20M by more than 1.5M).
 
 The clip embedding is ``mean_t(frames) + CLS output``. The CLS token and the layers' output

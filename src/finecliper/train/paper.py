@@ -1,4 +1,4 @@
-"""The FineCLIPER paper's reported numbers (method.md section 6), as data for reports.
+"""The FineCLIPER paper's reported numbers (docs/method.md section 6), as data for reports.
 
 All numbers are percentages as printed in the paper (UAR / WAR). Our metrics are fractions in
 0..1; reports convert ours to percent before putting them next to these.
@@ -59,7 +59,7 @@ VARIANT_METHOD: dict[str, str] = {
 
 DATASET_NAMES: dict[str, str] = {"dfew": "DFEW", "ferv39k": "FERV39k", "mafw": "MAFW"}
 
-# How the paper evaluates each dataset (method.md section 1).
+# How the paper evaluates each dataset (docs/method.md section 1).
 PAPER_PROTOCOL: dict[str, str] = {
     "dfew": "mean over the 5 official folds",
     "ferv39k": "the official train/test split",

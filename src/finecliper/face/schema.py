@@ -22,7 +22,8 @@ PARSING_CLASSES: tuple[str, ...] = (
 )
 PARSING_INDEX = {name: i for i, name in enumerate(PARSING_CLASSES)}
 
-# docs/method.md 2.1: skin, nose and hair colours are the paper's; the rest are ours, chosen distinct.
+# docs/method.md 2.1: skin, nose and hair colours are the paper's; the rest are ours, chosen
+# distinct.
 PARSING_COLOURS: dict[str, tuple[int, int, int]] = {
     "background": (0, 0, 0),
     "skin": (0, 153, 255),

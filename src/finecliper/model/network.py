@@ -19,7 +19,8 @@ modalities present for each sample, the fused feature's logits, and ``CE(fused) 
 CE(m) + lambda_align InfoNCE(video, text)``. The per-modality sum is skipped for FineCLIPER (video
 only), where it would repeat the fused term. In training, modality dropout removes each non-video
 modality of a sample with probability ``modality_dropout`` (video never, so never all).
-The zero-shot objective (docs/method.md 4) is the video-description InfoNCE alone; labels are unused.
+The zero-shot objective (docs/method.md 4) is the video-description InfoNCE alone; labels are
+unused.
 
 Missing inputs: ``present`` (B, 4) over ``MODALITIES`` marks what each sample has; an input left
 as None is absent for the whole batch (and not computed). Inputs of modalities the variant does

@@ -1,4 +1,5 @@
-"""Temporal modules: per-frame embeddings (B, T, D) -> one clip embedding (B, D) (docs/method.md 2.3).
+"""Temporal modules: per-frame embeddings (B, T, D) -> one clip embedding (B, D)
+(docs/method.md 2.3).
 
 ``transformer`` [ours]: pre-norm transformer layers (width D, D/64 heads, MLP ratio 2) over a
 learnable CLS token followed by the frame embeddings plus learnable positional embeddings. At

@@ -21,7 +21,7 @@ from finecliper.data.pack.write import pack_dataset
 from finecliper.data.synth import read_synth
 from finecliper.errors import FineCLIPERError
 from finecliper.train.loop import train
-from finecliper.train.runs import cross_validate
+from finecliper.train.runs import cross_validate, evaluate_checkpoint
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -160,6 +160,25 @@ def test_unreadable_test_clip_is_reported_by_id_not_fatal(tmp_path, tiny_synth, 
     clip_id = Path(first_test["path"]).parent.name
     assert [s["clip_id"] for s in metrics["skipped_test_clips"]] == [clip_id]
     assert metrics["evaluated_clips"] == metrics["test_clips"] - 1
+    # The test split is scored in full: the unreadable clip counts as wrong (issue #14).
+    rows = read_rows(tmp_path / "run" / "predictions.csv")
+    correct = sum(row["correct"] in ("1", "True", "true") for row in rows)
+    assert metrics["war"] == pytest.approx(correct / metrics["test_clips"])
+    assert sum(metrics["test"]["support"].values()) == metrics["test_clips"]
+    assert sum(metrics["test"]["unreadable"].values()) == 1
+    last = json.loads((tmp_path / "run" / "metrics.json").read_text())["selection"]["last"]
+    assert last["war"] == pytest.approx(metrics["war"])  # the loop scores by the same rule
+    assert f"`{clip_id}`" in (tmp_path / "run" / "index.md").read_text()
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    with pytest.raises(
+        FineCLIPERError, match=f"1 of {metrics['test_clips']} test clips.*{clip_id}"
+    ):
+        evaluate_checkpoint(checkpoint, [f"data.root={broken}"], out=tmp_path / "eval")
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["war"] == metrics["war"]
+    allowed = evaluate_checkpoint(
+        checkpoint, [f"data.root={broken}", "data.max_unreadable=0.5"], out=tmp_path / "eval2"
+    )
+    assert allowed["war"] == pytest.approx(metrics["war"])
 
 
 def test_cv_aggregates_the_folds(tmp_path, tiny_config):

@@ -19,7 +19,7 @@ from finecliper.config import save_config
 from finecliper.data.pack.plan import PackSources
 from finecliper.data.pack.write import pack_dataset
 from finecliper.data.synth import read_synth
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.train.loop import train
 from finecliper.train.runs import cross_validate, evaluate_checkpoint
 
@@ -179,6 +179,30 @@ def test_unreadable_test_clip_is_reported_by_id_not_fatal(tmp_path, tiny_synth, 
         checkpoint, [f"data.root={broken}", "data.max_unreadable=0.5"], out=tmp_path / "eval2"
     )
     assert allowed["war"] == pytest.approx(metrics["war"])
+
+
+def test_train_refuses_an_evaluated_split_without_text(tmp_path, tiny_synth, tiny_config):
+    """Descriptions made for training clips only (label shown) leave the validation carve
+    without text: train names the split and the count instead of selecting on a text-less
+    split (issue #14)."""
+    rows = [r for r in read_rows(tiny_synth / "manifest.csv") if r["fold"] == "1"]
+    lines = [
+        json.dumps(
+            {
+                "clip_id": Path(r["path"]).parent.name,
+                "text": "the brows lift",
+                "label_shown": r["split"] == "train",
+            }
+        )
+        for r in rows
+    ]
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text("\n".join(lines) + "\n")
+    config = tiny_config(f"data.descriptions={descriptions}", "train.epochs=1")
+    with pytest.raises(ConfigError, match=r"val: \d+ of \d+ clips have no label-free") as error:
+        train(config, tmp_path / "run", progress=False)
+    assert "test:" not in str(error.value) and str(descriptions) in str(error.value)
+    assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_cv_aggregates_the_folds(tmp_path, tiny_config):

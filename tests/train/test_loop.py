@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from finecliper.config import save_config
 from finecliper.data.pack.plan import PackSources
 from finecliper.data.pack.write import pack_dataset
+from finecliper.data.run_data import make_dataset, read_run_data
 from finecliper.data.synth import read_synth
 from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.train.loop import train
@@ -203,6 +204,31 @@ def test_train_refuses_an_evaluated_split_without_text(tmp_path, tiny_synth, tin
         train(config, tmp_path / "run", progress=False)
     assert "test:" not in str(error.value) and str(descriptions) in str(error.value)
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_label_free_zero_shot_reads_no_label_and_reports_the_last_epoch(
+    tmp_path, tiny_synth, tiny_config
+):
+    """Label-free zero-shot: label-free text for training clips too, and an epoch chosen
+    without validation labels (issue #14)."""
+    rows = [r for r in read_rows(tiny_synth / "manifest.csv") if r["fold"] == "1"]
+    lines = []
+    for r in rows:
+        clip_id = Path(r["path"]).parent.name
+        lines.append(json.dumps({"clip_id": clip_id, "text": "hidden", "label_shown": False}))
+        lines.append(json.dumps({"clip_id": clip_id, "text": r["label"], "label_shown": True}))
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text("\n".join(lines) + "\n")
+    config = tiny_config(
+        f"data.descriptions={descriptions}",
+        "model.variant=high",
+        "model.objective=zero_shot",
+        "model.zero_shot_label_free=true",
+    )
+    texts = make_dataset(config, read_run_data(config).train, train=True).descriptions
+    assert set(texts.values()) == {"hidden"}
+    metrics = train(config, tmp_path / "run", progress=False)
+    assert metrics["headline"] == "last" and metrics["headline_epoch"] == 2
 
 
 def test_cv_aggregates_the_folds(tmp_path, tiny_config):

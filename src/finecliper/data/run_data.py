@@ -111,6 +111,8 @@ def middle_locator(config: Config) -> MiddleLocator | None:
 def descriptions_for(config: Config, split: str) -> dict[str, str]:
     """Descriptions by clip id for ``split`` (train prefers label-shown ones, test never)."""
     path = descriptions_path(config)
+    if config.model.zero_shot_label_free:
+        split = "test"  # label-free descriptions only, for training clips too
     return load_descriptions(path, split=split) if path else {}
 
 
@@ -124,14 +126,18 @@ def descriptions_path(config: Config) -> str | None:
 
 
 def check_evaluated_text(config: Config, data: RunData) -> None:
-    """Refuse a run whose validation or test clips lack label-free descriptions beyond
-    data.max_missing_text: its epoch would be chosen on another input mix than it is tested on."""
+    """Refuse a run whose validation or test clips (and training clips, label-free zero-shot)
+    lack label-free descriptions beyond data.max_missing_text: its epoch would be chosen on
+    another input mix than it is tested on."""
     path = descriptions_path(config)
     if path is None or "text" not in VARIANT_MODALITIES[config.model.variant]:
         return
     allowed = config.data.max_missing_text
     short = []
-    for split, records in (("val", data.val), ("test", data.test)):
+    checked = {"val": data.val, "test": data.test}
+    if config.model.zero_shot_label_free:
+        checked["train"] = data.train  # trained on label-free text alone
+    for split, records in checked.items():
         described = descriptions_for(config, split)
         missing = sum(r.clip_id not in described for r in records)
         if records and missing > allowed * len(records):

@@ -23,7 +23,7 @@ from finecliper.train.selection import headline_rule, model_selection
 
 def write_results(run: Run, history: list[dict[str, Any]]) -> dict[str, Any]:
     selection = model_selection(history)
-    rule = headline_rule(selection)
+    rule = headline_rule(selection, label_free=run.config.model.zero_shot_label_free)
     epoch = selection[rule]["epoch"]
     predictions = load_epoch_predictions(run.out, epoch)
     config = run.config

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
+import av
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -89,3 +91,47 @@ def test_cache_of_a_frame_subset_lines_up_with_its_frames(tmp_path):
     grey = item["frames"].float().mean(dim=(1, 2, 3))
     assert set(source_frame.tolist()) <= set(kept)
     assert torch.allclose(grey, 20 * source_frame, atol=2)
+
+
+def test_cropped_cache_of_a_frame_subset_samples_among_its_crops(tmp_path):
+    """`prepare faces --max-frames 6` on a raw 24-frame video: the crop folder holds 6 frames,
+    so sampling must happen over those 6, never over the video's 24 (issue #14)."""
+    pytest.importorskip("mediapipe")
+    skimage_data = pytest.importorskip("skimage.data")
+    from finecliper.face.analysis import FacesSettings
+    from finecliper.face.pipeline import run_faces
+
+    photo = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((192, 192)))
+    video = tmp_path / "astronaut.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 192, 192, "yuv420p"
+        for shift in range(24):  # the face drifts right, one pixel a frame
+            frame = np.roll(photo, shift, axis=1)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    record = ClipRecord("astronaut", video, 0, "test", num_frames=24)
+    cache = tmp_path / "cache"
+    settings = FacesSettings(max_frames=6, crop_size=64)
+    summary = run_faces([record], cache, settings, dataset="custom", progress=False)
+    assert summary.ok == 1
+    status = json.loads((cache / "clips" / "astronaut" / "status.json").read_text())
+    assert status["frames_dir"] == "frames" and len(status["source_indices"]) == 6
+    clips = ClipDataset(
+        [record],
+        transform=ClipTransform(32, train=False),
+        num_frames=4,
+        train=False,
+        middle=cache_middle_locator(cache),
+    )
+    item = clips[0]
+    assert "error" not in item, item.get("error")
+    assert item["frames"].shape == (4, 3, 32, 32) and item["landmarks"].shape == (4, 68, 2)
+    training = ClipDataset(
+        [record],
+        transform=ClipTransform(32, train=True),
+        num_frames=8,  # more than the cache holds: rows repeat, none out of range
+        train=True,
+        middle=cache_middle_locator(cache),
+    )
+    assert "error" not in training[0], training[0].get("error")

@@ -207,6 +207,25 @@ def test_zero_shot_objective_uses_only_video_text_contrast(make_model, make_inpu
     assert model.label_adapters["positive"].blocks[0].attention.up.weight.grad is None
 
 
+def test_label_free_zero_shot_encodes_prompts_with_the_description_adapters(
+    make_model, make_inputs
+) -> None:
+    """The adapters the descriptions train also encode the label prompts, so prompts and video
+    share the adapted space (the label adapters would get no gradient, issue #14)."""
+    model = make_model(variant="high", objective="zero_shot", zero_shot_label_free=True).train()
+    positive, negative = model.label_embeddings()
+    ids, mask = model.positive_ids, model.positive_mask
+    torch.testing.assert_close(positive, model.text_embedding(ids, mask))
+    torch.testing.assert_close(
+        negative, model.text_embedding(model.negative_ids, model.negative_mask)
+    )
+    outputs = model(make_inputs(batch=4))
+    model.loss(outputs).total.backward()
+    assert model.text_adapters.blocks[0].attention.up.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="zero_shot_label_free"):
+        ModelConfig(zero_shot_label_free=True)
+
+
 def test_alignment_skips_samples_without_description(make_model, make_inputs) -> None:
     model = make_model(variant="full").eval()
     inputs = make_inputs(batch=4)

@@ -10,7 +10,13 @@ from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.text.backends import BackendOptions
 from finecliper.text.backends.template import TemplateBackend
 from finecliper.text.commands import register
-from finecliper.text.describe import DescribeJob, in_shard, parse_shard, plan_items
+from finecliper.text.describe import (
+    DescribeJob,
+    in_shard,
+    parse_shard,
+    plan_items,
+    validation_carve,
+)
 from finecliper.text.descriptions import load_descriptions
 from finecliper.text.prompts import FIG3_LABELLED, FIG3_UNLABELLED, prompt_for
 
@@ -105,6 +111,27 @@ def test_plan_for_a_fixed_split_and_the_papers_policy(tmp_path):
     paper = plan_items(fixed_index(tmp_path), "all", backend)
     assert [i.prompt_id for i in paper] == ["fig3-label"] * 3
     assert plan_items(fixed_index(tmp_path), "never", backend)[0].prompt_id == "fig3-nolabel"
+
+
+def test_plan_describes_the_validation_carve_label_free(tmp_path):
+    """A fixed split's validation clips are carved from train: they are evaluated, so they
+    need a label-free description as well as the labelled one (issue #14)."""
+    from finecliper.data.run_data import carve_validation
+
+    train = [ClipRecord(f"t{i}", tmp_path / f"t{i}", i % 3, "train", 16) for i in range(30)]
+    index = DatasetIndex("custom", tmp_path, CLASSES, {"train": train, "test": train[:0]})
+    val = validation_carve(index, seed=7, val_fraction=0.2)
+    assert val == {r.clip_id for r in carve_validation(train, 0.2, 7)[1]} and len(val) == 6
+    backend = _PromptBackend(BackendOptions(landmarks_root=tmp_path))
+    items = plan_items(index, "train", backend, evaluated=val)
+    unlabelled = {i.record.clip_id for i in items if i.prompt_id == "fig3-nolabel"}
+    labelled = {i.record.clip_id for i in items if i.prompt_id == "fig3-label"}
+    assert unlabelled == val and labelled == {r.clip_id for r in train}
+    both = plan_items(index, "train", backend, evaluated={r.clip_id for r in train})
+    assert len(both) == 60 and {i.split for i in both if i.record.clip_id == "t0"} == {
+        "train",
+        "test",
+    }
 
 
 def test_backend_without_prompt_gets_one_item_per_clip(tmp_path):

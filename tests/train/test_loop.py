@@ -18,10 +18,11 @@ from safetensors.torch import load_file
 from finecliper.config import save_config
 from finecliper.data.pack.plan import PackSources
 from finecliper.data.pack.write import pack_dataset
+from finecliper.data.run_data import make_dataset, read_run_data
 from finecliper.data.synth import read_synth
-from finecliper.errors import FineCLIPERError
+from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.train.loop import train
-from finecliper.train.runs import cross_validate
+from finecliper.train.runs import cross_validate, evaluate_checkpoint
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -160,6 +161,74 @@ def test_unreadable_test_clip_is_reported_by_id_not_fatal(tmp_path, tiny_synth, 
     clip_id = Path(first_test["path"]).parent.name
     assert [s["clip_id"] for s in metrics["skipped_test_clips"]] == [clip_id]
     assert metrics["evaluated_clips"] == metrics["test_clips"] - 1
+    # The test split is scored in full: the unreadable clip counts as wrong (issue #14).
+    rows = read_rows(tmp_path / "run" / "predictions.csv")
+    correct = sum(row["correct"] in ("1", "True", "true") for row in rows)
+    assert metrics["war"] == pytest.approx(correct / metrics["test_clips"])
+    assert sum(metrics["test"]["support"].values()) == metrics["test_clips"]
+    assert sum(metrics["test"]["unreadable"].values()) == 1
+    last = json.loads((tmp_path / "run" / "metrics.json").read_text())["selection"]["last"]
+    assert last["war"] == pytest.approx(metrics["war"])  # the loop scores by the same rule
+    assert f"`{clip_id}`" in (tmp_path / "run" / "index.md").read_text()
+    checkpoint = str(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    with pytest.raises(
+        FineCLIPERError, match=f"1 of {metrics['test_clips']} test clips.*{clip_id}"
+    ):
+        evaluate_checkpoint(checkpoint, [f"data.root={broken}"], out=tmp_path / "eval")
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["war"] == metrics["war"]
+    allowed = evaluate_checkpoint(
+        checkpoint, [f"data.root={broken}", "data.max_unreadable=0.5"], out=tmp_path / "eval2"
+    )
+    assert allowed["war"] == pytest.approx(metrics["war"])
+
+
+def test_train_refuses_an_evaluated_split_without_text(tmp_path, tiny_synth, tiny_config):
+    """Descriptions made for training clips only (label shown) leave the validation carve
+    without text: train names the split and the count instead of selecting on a text-less
+    split (issue #14)."""
+    rows = [r for r in read_rows(tiny_synth / "manifest.csv") if r["fold"] == "1"]
+    lines = [
+        json.dumps(
+            {
+                "clip_id": Path(r["path"]).parent.name,
+                "text": "the brows lift",
+                "label_shown": r["split"] == "train",
+            }
+        )
+        for r in rows
+    ]
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text("\n".join(lines) + "\n")
+    config = tiny_config(f"data.descriptions={descriptions}", "train.epochs=1")
+    with pytest.raises(ConfigError, match=r"val: \d+ of \d+ clips have no label-free") as error:
+        train(config, tmp_path / "run", progress=False)
+    assert "test:" not in str(error.value) and str(descriptions) in str(error.value)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_label_free_zero_shot_reads_no_label_and_reports_the_last_epoch(
+    tmp_path, tiny_synth, tiny_config
+):
+    """Label-free zero-shot: label-free text for training clips too, and an epoch chosen
+    without validation labels (issue #14)."""
+    rows = [r for r in read_rows(tiny_synth / "manifest.csv") if r["fold"] == "1"]
+    lines = []
+    for r in rows:
+        clip_id = Path(r["path"]).parent.name
+        lines.append(json.dumps({"clip_id": clip_id, "text": "hidden", "label_shown": False}))
+        lines.append(json.dumps({"clip_id": clip_id, "text": r["label"], "label_shown": True}))
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text("\n".join(lines) + "\n")
+    config = tiny_config(
+        f"data.descriptions={descriptions}",
+        "model.variant=high",
+        "model.objective=zero_shot",
+        "model.zero_shot_label_free=true",
+    )
+    texts = make_dataset(config, read_run_data(config).train, train=True).descriptions
+    assert set(texts.values()) == {"hidden"}
+    metrics = train(config, tmp_path / "run", progress=False)
+    assert metrics["headline"] == "last" and metrics["headline_epoch"] == 2
 
 
 def test_cv_aggregates_the_folds(tmp_path, tiny_config):

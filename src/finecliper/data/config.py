@@ -26,6 +26,20 @@ class DataConfig(Section):
     hflip_prob: float = Field(0.5, ge=0.0, le=1.0)
     faces_cache: str | None = Field(None, description="output of `finecliper prepare faces`")
     descriptions: str | None = Field(None, description="refined descriptions JSONL")
+    max_missing_text: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of an evaluated split's clips that may lack a label-free description "
+        "before train refuses to start (text branches only)",
+    )
+    max_unreadable: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the evaluated clips that may be unreadable before eval fails "
+        "(they count as wrong either way)",
+    )
     packed: str | None = Field(None, description="a `finecliper pack` output: clips read from it")
     num_workers: int = Field(2, ge=0, le=64)
 

@@ -39,10 +39,14 @@ class ClipMiddle:
     """Where a clip's landmarks.npy and parsing.npz are, and its face-cropped frames if any."""
 
     folder: Path
-    frames: Path | None = None  # raw videos: the cache's crops, in the landmarks' pixels
-    # Uncropped clips: the source frame of each row of the arrays (fewer than the clip's frames
-    # when the cache was made with --max-frames); None: row i is frame i.
+    frames: Path | None = None  # raw videos: the cache's crops (crop i is row i), landmarks' pixels
+    # The source frame of each row of the arrays (fewer than the clip's frames when the cache
+    # was made with --max-frames); None: row i is frame i.
     source_indices: tuple[int, ...] | None = None
+
+    def frame_positions(self, rows: Sequence[int]) -> list[int]:
+        """Which frame of the frame source to read for each sampled row."""
+        return list(rows) if self.frames is not None else source_frames(rows, self.source_indices)
 
 
 MiddleLocator = Callable[[ClipRecord], ClipMiddle | None]
@@ -81,10 +85,9 @@ def cache_middle_locator(cache: Path) -> MiddleLocator:
         status = read_status(folder)
         if status is None or status.get("status") != "ok":
             return None
-        if status.get("frames_dir"):
-            return ClipMiddle(folder, folder / status["frames_dir"])
-        indices = status.get("source_indices")
-        return ClipMiddle(folder, source_indices=tuple(indices) if indices else None)
+        indices = tuple(status["source_indices"]) if status.get("source_indices") else None
+        crops = folder / status["frames_dir"] if status.get("frames_dir") else None
+        return ClipMiddle(folder, crops, indices)
 
     return locate
 
@@ -132,11 +135,11 @@ class ClipDataset(Dataset):
         record = self.records[index]
         generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
         middle = self.middle(record) if self.middle is not None else None
-        source, rows = _frame_source(record, middle)
-        total = len(rows) if rows is not None else record.num_frames or count_frames(source)
+        source = (middle.frames or record.path) if middle is not None else record.path
         # Sampled among the frames the middle-level arrays cover, so their rows line up.
+        total = _sampled_frame_count(record, middle) or count_frames(source)
         chosen = segment_indices(total, self.num_frames, train=self.train, generator=generator)
-        positions = source_frames(chosen, rows)
+        positions = middle.frame_positions(chosen) if middle is not None else chosen
         frames = frames_to_tensor(read_frames(source, positions))
         parsing, landmarks = _middle_rows(middle, chosen, frames.shape[-2:])
         sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
@@ -150,15 +153,11 @@ class ClipDataset(Dataset):
         }
 
 
-def _frame_source(
-    record: ClipRecord, middle: ClipMiddle | None
-) -> tuple[Path, tuple[int, ...] | None]:
-    """Where a clip's frames are read from, and the source frame of each middle-level row."""
-    if middle is None:
-        return record.path, None
-    if middle.frames is not None:
-        return middle.frames, None
-    return record.path, middle.source_indices
+def _sampled_frame_count(record: ClipRecord, middle: ClipMiddle | None) -> int | None:
+    """How many frames sampling chooses among: the cache's rows, else the clip's frames."""
+    if middle is not None and middle.source_indices is not None:
+        return len(middle.source_indices)
+    return record.num_frames
 
 
 def _middle_rows(

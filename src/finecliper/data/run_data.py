@@ -1,9 +1,10 @@
 """From a run config to datasets: the fold's splits, a seeded validation carve-out, inputs.
 
 The validation split is carved from the training fold, stratified by label and seeded, so model
-selection never looks at the test split (docs/method.md 3). Clips the reader found unusable (no
-frames on disk) are left out of training and listed; in evaluation they are reported as skipped
-by id, never silently dropped.
+selection never looks at the test split (docs/method.md 3); ``describe`` carves the same clips to
+give them label-free descriptions, and a run whose evaluated clips lack them is refused. Clips
+the reader found unusable (no frames on disk) are left out of training and listed; in evaluation
+they count as wrong and are reported by id, never silently dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from finecliper.data.readers import read_dataset
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.data.transforms import ClipTransform
 from finecliper.errors import ConfigError
+from finecliper.model.network import VARIANT_MODALITIES
 from finecliper.text.descriptions import load_descriptions
 
 
@@ -108,11 +110,46 @@ def middle_locator(config: Config) -> MiddleLocator | None:
 
 def descriptions_for(config: Config, split: str) -> dict[str, str]:
     """Descriptions by clip id for ``split`` (train prefers label-shown ones, test never)."""
+    path = descriptions_path(config)
+    if config.model.zero_shot_label_free:
+        split = "test"  # label-free descriptions only, for training clips too
+    return load_descriptions(path, split=split) if path else {}
+
+
+def descriptions_path(config: Config) -> str | None:
+    """The descriptions file a run reads: data.descriptions, or SynthDFER's own."""
     path = config.data.descriptions
     if path is None and config.data.dataset == "synth" and config.data.root:
         default = Path(config.data.root) / "descriptions.jsonl"
         path = str(default) if default.is_file() else None
-    return load_descriptions(path, split=split) if path else {}
+    return path
+
+
+def check_evaluated_text(config: Config, data: RunData) -> None:
+    """Refuse a run whose validation or test clips (and training clips, label-free zero-shot)
+    lack label-free descriptions beyond data.max_missing_text: its epoch would be chosen on
+    another input mix than it is tested on."""
+    path = descriptions_path(config)
+    if path is None or "text" not in VARIANT_MODALITIES[config.model.variant]:
+        return
+    allowed = config.data.max_missing_text
+    short = []
+    checked = {"val": data.val, "test": data.test}
+    if config.model.zero_shot_label_free:
+        checked["train"] = data.train  # trained on label-free text alone
+    for split, records in checked.items():
+        described = descriptions_for(config, split)
+        missing = sum(r.clip_id not in described for r in records)
+        if records and missing > allowed * len(records):
+            short.append(
+                f"{split}: {missing} of {len(records)} clips have no label-free description"
+            )
+    if short:
+        raise ConfigError(
+            f"data.descriptions {path}: {'; '.join(short)} (data.max_missing_text={allowed:g}). "
+            "Describe the evaluated clips: `finecliper describe` with this run's --seed and "
+            "--val-fraction, or --both-ways"
+        )
 
 
 def make_dataset(config: Config, records: list[ClipRecord], *, train: bool) -> ClipDataset:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from string import Formatter
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from finecliper.config_base import Section
 
@@ -40,6 +40,11 @@ class ModelConfig(Section):
         "quick_gelu; most LAION open_clip models use gelu); HF directories carry their own",
     )
     objective: Literal["supervised", "zero_shot"] = "supervised"
+    zero_shot_label_free: bool = Field(
+        False,
+        description="zero_shot without any label: label-free descriptions for every clip, the "
+        "last epoch reported, label prompts encoded by the description adapters",
+    )
     video_adapter_ratio: float = Field(0.25, gt=0.0, le=4.0)
     parsing_adapter_ratio: float = Field(0.125, gt=0.0, le=4.0)
     landmark_adapter_ratio: float = Field(0.125, gt=0.0, le=4.0)
@@ -91,3 +96,9 @@ class ModelConfig(Section):
                 "(allowed: {label}, {negation})"
             )
         return template
+
+    @model_validator(mode="after")
+    def _check_label_free(self) -> ModelConfig:
+        if self.zero_shot_label_free and self.objective != "zero_shot":
+            raise ValueError("zero_shot_label_free needs model.objective=zero_shot")
+        return self

@@ -20,7 +20,7 @@ CE(m) + lambda_align InfoNCE(video, text)``. The per-modality sum is skipped for
 only), where it would repeat the fused term. In training, modality dropout removes each non-video
 modality of a sample with probability ``modality_dropout`` (video never, so never all).
 The zero-shot objective (docs/method.md 4) is the video-description InfoNCE alone; labels are
-unused.
+unused. With ``zero_shot_label_free`` the label prompts are encoded by the description adapters.
 
 Missing inputs: ``present`` (B, 4) over ``MODALITIES`` marks what each sample has; an input left
 as None is absent for the whole batch (and not computed). Inputs of modalities the variant does
@@ -259,10 +259,17 @@ class FineCLIPER(nn.Module):
 
     def _encode_labels(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         encode = self.backbone.encode_text
-        positive = encode(self.positive_ids, self.positive_mask, self.label_adapters["positive"])
-        if "negative" not in self.label_adapters:
+        # Label-free zero-shot: only the description adapters learn, so the prompts go through
+        # them and land in the space the video was aligned to.
+        label_free = self.config.zero_shot_label_free
+        adapters = {
+            kind: self.text_adapters if label_free else adapter
+            for kind, adapter in self.label_adapters.items()
+        }
+        positive = encode(self.positive_ids, self.positive_mask, adapters["positive"])
+        if "negative" not in adapters:
             return F.normalize(positive, dim=-1), None
-        negative = encode(self.negative_ids, self.negative_mask, self.label_adapters["negative"])
+        negative = encode(self.negative_ids, self.negative_mask, adapters["negative"])
         return F.normalize(positive, dim=-1), F.normalize(negative, dim=-1)
 
     # ---- encoders ------------------------------------------------------------------------

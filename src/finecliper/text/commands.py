@@ -60,6 +60,24 @@ def _register_describe(commands: argparse._SubParsersAction) -> None:
         help="show the label to the MLLM for training clips (default), for every clip (the "
         "paper's choice), or never",
     )
+    parser.add_argument(
+        "--seed",
+        type=NON_NEGATIVE,
+        default=0,
+        help="train.seed of the runs to come: with --val-fraction it fixes the validation clips "
+        "carved from each training split, which get label-free descriptions too (default 0)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float_range(0.0, 0.49),
+        default=0.1,
+        help="data.val_fraction of the runs to come (default 0.1)",
+    )
+    parser.add_argument(
+        "--both-ways",
+        action="store_true",
+        help="describe every training clip label-free as well, for any seed or val fraction",
+    )
     parser.add_argument("--frames", type=COUNT, default=8, help="frames per clip (default 8)")
     parser.add_argument("--max-new-tokens", type=COUNT, default=100)
     parser.add_argument("--temperature", type=float_range(0.0), default=0.0, help="0 = greedy")
@@ -142,7 +160,13 @@ def _backend_options(args: argparse.Namespace, prefix: str = ""):
 def _run_describe(args: argparse.Namespace) -> int:
     from finecliper.data.readers import read_dataset
     from finecliper.text.backends import create_backend
-    from finecliper.text.describe import DescribeJob, in_shard, parse_shard, plan_items
+    from finecliper.text.describe import (
+        DescribeJob,
+        in_shard,
+        parse_shard,
+        plan_items,
+        validation_carve,
+    )
     from finecliper.text.prompts import check_policy
 
     shard = parse_shard(args.shard)
@@ -157,7 +181,12 @@ def _run_describe(args: argparse.Namespace) -> int:
     if args.backend == "template" and options.landmarks_root is None:
         options.landmarks_root = args.root if args.root.is_dir() else args.root.parent
     backend = create_backend(args.backend, options)
-    items = [i for i in plan_items(index, policy, backend) if in_shard(i.record.clip_id, shard)]
+    if args.both_ways:
+        evaluated = {r.clip_id for records in index.splits.values() for r in records}
+    else:
+        evaluated = validation_carve(index, seed=args.seed, val_fraction=args.val_fraction)
+    planned = plan_items(index, policy, backend, evaluated=evaluated)
+    items = [i for i in planned if in_shard(i.record.clip_id, shard)]
     job = DescribeJob(
         backend,
         args.out,

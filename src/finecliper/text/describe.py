@@ -3,7 +3,10 @@
 Planning: every clip of a dataset index gets the prompt its use needs (prompts.py): under the
 default label policy a clip that is a training clip in some split gets the labelled Fig. 3
 prompt, a clip that is evaluated in some split the unlabelled one, so a 5-fold dataset yields
-both for each clip. A backend that takes no prompt (template) gets one item per clip.
+both for each clip. Evaluated clips include the validation split that training carves from
+each training split (``validation_carve``, seeded like ``train``), so a fixed-split dataset's
+validation clips have label-free text too. A backend that takes no prompt (template) gets one
+item per clip.
 
 Running: 8 uniformly sampled frames per clip (TSN segment centres), loaded on a thread pool one
 batch ahead of generation; batches go to the backend; each result is one JSON line appended and
@@ -22,7 +25,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,14 +101,32 @@ def in_shard(clip_id: str, shard: tuple[int, int]) -> bool:
     return zlib.crc32(clip_id.encode("utf-8")) % shard[1] == shard[0]
 
 
-def plan_items(index: DatasetIndex, policy: LabelPolicy, backend: Backend) -> list[DescribeItem]:
-    """The descriptions a dataset needs, in the order clips first appear in its splits."""
+def validation_carve(index: DatasetIndex, *, seed: int, val_fraction: float) -> set[str]:
+    """The clips ``train`` (train.seed, data.val_fraction) carves from any training split of
+    ``index`` for validation: they are evaluated, so they need label-free descriptions."""
+    from finecliper.data.run_data import carve_validation
+
+    carved: set[str] = set()
+    for split_name, split_records in index.splits.items():
+        if is_training_split(split_name):
+            usable = [r for r in split_records if r.num_frames]  # as read_run_data
+            carved.update(r.clip_id for r in carve_validation(usable, val_fraction, seed)[1])
+    return carved
+
+
+def plan_items(
+    index: DatasetIndex, policy: LabelPolicy, backend: Backend, *, evaluated: Set[str] = frozenset()
+) -> list[DescribeItem]:
+    """The descriptions a dataset needs, in the order clips first appear in its splits;
+    ``evaluated`` clips (e.g. the validation carve) are evaluated whatever their split."""
     records: dict[str, ClipRecord] = {}
     roles: dict[str, set[bool]] = {}  # clip id -> {is a training clip somewhere, ...}
     for split_name, split_records in index.splits.items():
         for record in split_records:
             records.setdefault(record.clip_id, record)
             roles.setdefault(record.clip_id, set()).add(is_training_split(split_name))
+    for clip_id in evaluated & roles.keys():
+        roles[clip_id].add(False)
     items = []
     for clip_id, record in records.items():
         label = index.classes[record.label]

@@ -104,5 +104,9 @@ def _merge(shards) -> Predictions:
 def score(
     records: list[ClipRecord], predictions: Predictions, classes: tuple[str, ...]
 ) -> ClassificationReport:
+    """UAR/WAR over every clip of the split: a clip that could not be read counts as wrong."""
     labels = np.array([records[i].label for i in predictions.indices], dtype=np.int64)
-    return classification_report(labels, predictions.probabilities.argmax(axis=1), classes)
+    unreadable = [records[i].label for i, _ in predictions.skipped]
+    return classification_report(
+        labels, predictions.probabilities.argmax(axis=1), classes, unreadable=unreadable
+    )

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from finecliper.config import Config, config_to_yaml, save_config
 from finecliper.data.dataset import collate_clips
-from finecliper.data.run_data import make_dataset, read_run_data
+from finecliper.data.run_data import check_evaluated_text, make_dataset, read_run_data
 from finecliper.data.workers import init_worker
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json
@@ -59,6 +59,7 @@ def train(
         torch.cuda.set_device(device)
     torch.manual_seed(config.train.seed)
     data = read_run_data(config)
+    check_evaluated_text(config, data)
     model = build_model(config.model, data.prompts, num_frames=config.data.num_frames).to(device)
     model.set_grad_checkpointing(config.train.grad_checkpointing)
     if config.train.compile:

@@ -2,7 +2,9 @@
 
 UAR is the mean recall over the classes that occur in the labels (as scikit-learn's balanced
 accuracy); WAR is plain accuracy. Both take every clip exactly once: multi-process evaluation
-gathers predictions by clip index before calling these.
+gathers predictions by clip index before calling these. A clip that could not be read counts
+as wrong (``unreadable`` labels): it is in its class's support but never in the diagonal, so an
+evaluated split never shrinks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ class ClassificationReport:
     war: float
     per_class_recall: dict[str, float | None]  # None: the class has no test clip
     confusion: list[list[int]]  # rows: true class, columns: predicted class
-    support: dict[str, int]
+    support: dict[str, int]  # every clip of the class, the unreadable ones included
+    unreadable: dict[str, int]  # clips of the class that could not be read (counted as wrong)
 
     def to_dict(self) -> dict:
         return {
@@ -27,6 +30,7 @@ class ClassificationReport:
             "war": self.war,
             "per_class_recall": self.per_class_recall,
             "support": self.support,
+            "unreadable": self.unreadable,
             "confusion": self.confusion,
         }
 
@@ -47,9 +51,15 @@ def classification_report(
     labels: Sequence[int] | np.ndarray,
     predictions: Sequence[int] | np.ndarray,
     classes: Sequence[str],
+    unreadable: Sequence[int] | np.ndarray = (),
 ) -> ClassificationReport:
+    """Metrics of the read clips' ``predictions``, with the ``unreadable`` clips' labels
+    counted as wrong; ``confusion`` holds the read clips only."""
     matrix = confusion_matrix(np.asarray(labels), np.asarray(predictions), len(classes))
-    support = matrix.sum(axis=1)
+    lost = np.bincount(np.asarray(unreadable, dtype=np.int64), minlength=len(classes))
+    if len(lost) > len(classes):
+        raise ValueError(f"unreadable clip label outside 0..{len(classes) - 1}")
+    support = matrix.sum(axis=1) + lost
     if support.sum() == 0:
         raise ValueError("no clips to evaluate")
     present = support > 0
@@ -62,4 +72,5 @@ def classification_report(
         },
         confusion=matrix.tolist(),
         support={name: int(support[i]) for i, name in enumerate(classes)},
+        unreadable={name: int(lost[i]) for i, name in enumerate(classes)},
     )

@@ -23,7 +23,7 @@ from finecliper.train.selection import headline_rule, model_selection
 
 def write_results(run: Run, history: list[dict[str, Any]]) -> dict[str, Any]:
     selection = model_selection(history)
-    rule = headline_rule(selection)
+    rule = headline_rule(selection, label_free=run.config.model.zero_shot_label_free)
     epoch = selection[rule]["epoch"]
     predictions = load_epoch_predictions(run.out, epoch)
     config = run.config
@@ -60,6 +60,7 @@ def report_predictions(
     """Write the run report for ``predictions`` over ``records``; returns metrics.json's content
     for the caller to complete and write."""
     labels = np.array([records[i].label for i in predictions.indices], dtype=np.int64)
+    unreadable = [(records[i].clip_id, records[i].label, error) for i, error in predictions.skipped]
     report = write_run_report(
         out,
         clip_ids=[records[i].clip_id for i in predictions.indices],
@@ -69,6 +70,7 @@ def report_predictions(
         classes=classes,
         weights=predictions.weights,
         modalities=modalities,
+        unreadable=unreadable,
         **report_options,
     )
     test = report.metrics["test"]
@@ -81,8 +83,9 @@ def report_predictions(
         "modalities": list(modalities),
         "test_clips": len(records),
         "evaluated_clips": len(predictions.indices),
+        # Counted as wrong in uar/war above: the split is scored in full.
         "skipped_test_clips": [
-            {"clip_id": records[i].clip_id, "error": error} for i, error in predictions.skipped
+            {"clip_id": clip_id, "error": error} for clip_id, _, error in unreadable
         ],
         **report.metrics,
     }

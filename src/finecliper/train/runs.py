@@ -86,7 +86,22 @@ def evaluate_checkpoint(
     )
     metrics.update({"checkpoint": source.name, "split": split, "fold": config.data.fold})
     write_json(out / "metrics.json", metrics)
+    _check_unreadable(metrics, config.data.max_unreadable, split, out)
     return metrics
+
+
+def _check_unreadable(metrics: dict[str, Any], allowed: float, split: str, out: Path) -> None:
+    """Fail (after the report is written) when more of the split was unreadable than allowed."""
+    unreadable = metrics["skipped_test_clips"]
+    if len(unreadable) <= allowed * metrics["test_clips"]:
+        return
+    listed = "; ".join(f"{c['clip_id']} ({c['error']})" for c in unreadable[:10])
+    more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+    raise FineCLIPERError(
+        f"{len(unreadable)} of {metrics['test_clips']} {split} clips could not be read (counted "
+        f"as wrong in {out / 'metrics.json'}; data.max_unreadable={allowed:g} allows "
+        f"{allowed:.1%}): {listed}{more}"
+    )
 
 
 def cross_validate(

@@ -2,7 +2,8 @@
 
 Epochs are ranked by UAR, the primary DFER metric; ties go to the EARLIEST epoch, as early
 stopping would keep it. The headline is the best epoch on the validation split carved from the
-training fold (the last epoch when there is none). Each rule reports the TEST metrics of the
+training fold (the last epoch when there is none, or in label-free zero-shot, which may not
+look at validation labels). Each rule reports the TEST metrics of the
 epoch it chooses; ``best_test_optimistic`` looks at the test split itself and is flagged.
 """
 
@@ -55,8 +56,9 @@ def model_selection(history: Sequence[dict]) -> dict:
     }
 
 
-def headline_rule(selection: dict[str, Any]) -> str:
-    return "best_val" if selection["best_val"] else "last"
+def headline_rule(selection: dict[str, Any], *, label_free: bool = False) -> str:
+    """best_val, or last without validation or when selection may not look at labels."""
+    return "best_val" if selection["best_val"] and not label_free else "last"
 
 
 def improves_best_val(history: Sequence[dict]) -> bool:

@@ -48,14 +48,18 @@ def write_run_report(
     dataset: str | None = None,
     variant: str | None = None,
     title: str = "Run report",
+    unreadable: Sequence[tuple[str, int, str]] = (),
 ) -> RunReport:
     """Write predictions.csv, the PNGs and an index.md embedding them into ``out_dir``.
 
     The returned metrics are what the caller writes to metrics.json (once, with its own keys).
     The predictions are those of the model being reported (the epoch the caller chose; say which
-    in ``title``); ``history`` adds the training curves and the model-selection table."""
+    in ``title``); ``history`` adds the training curves and the model-selection table.
+    ``unreadable`` lists the clips that could not be read as (clip id, label, error): they
+    count as wrong in UAR/WAR and are listed on the page."""
     out_dir = Path(out_dir)
-    report = classification_report(labels, predictions, classes)
+    unreadable_labels = [label for _, label, _ in unreadable]
+    report = classification_report(labels, predictions, classes, unreadable=unreadable_labels)
     selection = model_selection(history) if history else None
     score = paper_score(dataset, variant) if dataset and variant in VARIANT_METHOD else None
     files = {
@@ -83,13 +87,14 @@ def write_run_report(
     if history:
         files["training_curves"] = plot_training_curves(history, out_dir / "training_curves.png")
     metrics = {
-        "num_clips": len(clip_ids),
+        "num_clips": len(clip_ids) + len(unreadable),
         "test": report.to_dict(),
         "selection": selection,
         "paper": None if score is None else _paper_entry(dataset, variant, score),
     }
     files["index"] = out_dir / "index.md"
-    write_text(files["index"], _index_markdown(title, metrics, files, dataset, variant))
+    page = _index_markdown(title, metrics, files, dataset, variant, unreadable, classes)
+    write_text(files["index"], page)
     return RunReport(metrics=metrics, files=files)
 
 
@@ -105,7 +110,13 @@ def _paper_entry(dataset: str, variant: str, score: PaperScore) -> dict:
 
 
 def _index_markdown(
-    title: str, metrics: dict, files: dict[str, Path], dataset: str | None, variant: str | None
+    title: str,
+    metrics: dict,
+    files: dict[str, Path],
+    dataset: str | None,
+    variant: str | None,
+    unreadable: Sequence[tuple[str, int, str]],
+    classes: Sequence[str],
 ) -> str:
     test = metrics["test"]
     lines = [
@@ -119,6 +130,7 @@ def _index_markdown(
         f"**UAR {pct(test['uar'])} %** (mean of the per-class recalls) · "
         f"**WAR {pct(test['war'])} %** (share of all clips classified correctly)",
     ]
+    lines += _unreadable_section(unreadable, classes)
     if metrics["paper"]:
         paper = metrics["paper"]
         lines += [
@@ -152,6 +164,26 @@ def _index_markdown(
         "- `metrics.json`: the numbers above, machine-readable",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _unreadable_section(
+    unreadable: Sequence[tuple[str, int, str]], classes: Sequence[str]
+) -> list[str]:
+    if not unreadable:
+        return []
+    lines = [
+        "",
+        f"## Unreadable test clips ({len(unreadable)}, counted as wrong)",
+        "",
+        "These clips could not be read; UAR and WAR count each as misclassified, so the test "
+        "split is scored in full. The confusion matrix and predictions.csv hold the read clips.",
+        "",
+        "| clip | true class | error |",
+        "|---|---|---|",
+    ]
+    for clip_id, label, error in unreadable:
+        lines.append(f"| `{clip_id}` | {classes[label]} | {error.replace('|', '/')} |")
+    return lines
 
 
 FIGURE_CAPTIONS = {

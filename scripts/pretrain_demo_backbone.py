@@ -83,6 +83,7 @@ from finecliper.data.transforms import (
     clip_normalize,
 )
 from finecliper.errors import FineCLIPERError
+from finecliper.face.arrays import DamagedArraysError, read_arrays, read_landmarks
 from finecliper.face.render import render_landmarks, render_parsing
 from finecliper.face.schema import NUM_LANDMARKS, PARSING_CLASSES
 from finecliper.io import write_json, write_text
@@ -389,16 +390,14 @@ def _read_ground_truth(
     """A clip's per-frame action units, parsing maps and landmarks, at frames ``indices``."""
     try:
         aus = json.loads((clip_dir / "params.json").read_text(encoding="utf-8"))["au"]
-        with np.load(clip_dir / "parsing.npz") as archive:
-            parsing = archive["maps"]
-        landmarks = np.load(clip_dir / "landmarks.npy")
-    except (OSError, ValueError, KeyError) as exc:
+        arrays = read_arrays(clip_dir)
+    except (OSError, ValueError, KeyError, DamagedArraysError) as exc:
         raise FineCLIPERError(f"{clip_dir}: unreadable SynthDFER ground truth ({exc})") from exc
     rows = list(indices)
     return (
         torch.tensor(aus, dtype=torch.float32)[rows],
-        torch.from_numpy(parsing[rows]),
-        torch.from_numpy(landmarks[rows].astype(np.float32)),
+        torch.from_numpy(arrays.parsing[rows]),
+        torch.from_numpy(arrays.landmarks[rows].astype(np.float32)),
     )
 
 
@@ -406,9 +405,9 @@ def _template_description(clip_dir: Path) -> str:
     """What the landmark template backend (``finecliper describe --backend template``, and
     ``predict`` on new videos) says about the clip, from its ground-truth landmarks."""
     try:
-        points = np.load(clip_dir / "landmarks.npy").astype(np.float64)
-    except (OSError, ValueError) as exc:
-        raise FineCLIPERError(f"{clip_dir}: unreadable landmarks.npy ({exc})") from exc
+        points = read_landmarks(clip_dir).astype(np.float64)
+    except DamagedArraysError as exc:
+        raise FineCLIPERError(str(exc)) from exc
     return describe_landmarks(points[~np.isnan(points).any(axis=(1, 2))])
 
 

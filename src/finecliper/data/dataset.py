@@ -142,7 +142,12 @@ class ClipDataset(Dataset):
         positions = middle.frame_positions(chosen) if middle is not None else chosen
         frames = frames_to_tensor(read_frames(source, positions))
         parsing, landmarks = _middle_rows(middle, chosen, frames.shape[-2:])
-        sample = self.transform(ClipSample(frames, parsing, landmarks), generator)
+        return self._item(index, ClipSample(frames, parsing, landmarks), generator)
+
+    def _item(self, index: int, sample: ClipSample, generator: torch.Generator) -> dict:
+        """The transformed sample of clip ``index`` with its label and description."""
+        record = self.records[index]
+        sample = self.transform(sample, generator)
         return {
             "index": index,
             "label": record.label,

@@ -318,14 +318,5 @@ class PackedClipDataset(ClipDataset):
         landmarks = None if clip.landmarks is None else torch.from_numpy(clip.landmarks)
         if clip.landmarks is not None and no_face(clip.landmarks):
             parsing = landmarks = None  # no face in any sampled frame: the modalities are missing
-        sample = self.transform(
-            ClipSample(frames_to_tensor(clip.frames), parsing, landmarks), generator
-        )
-        return {
-            "index": index,
-            "label": record.label,
-            "frames": sample.frames,
-            "parsing": sample.parsing,
-            "landmarks": sample.landmarks,
-            "description": self.descriptions.get(record.clip_id),
-        }
+        sample = ClipSample(frames_to_tensor(clip.frames), parsing, landmarks)
+        return self._item(index, sample, generator)

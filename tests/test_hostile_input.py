@@ -335,3 +335,164 @@ def test_dataset_without_test_split_is_a_problem_and_train_refuses(tmp_path, cap
     )
     assert "no test clips" in _assert_one_line_error(code, capsys)
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+# --- issue #16, second pass: images, manifests, text files, JSON output ----------------------
+
+
+def _png(pixels, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG written by hand (PIL cannot save every 16-bit colour type)."""
+    import struct
+    import zlib
+
+    rows = b"".join(
+        b"\x00" + row.astype(">u2" if bit_depth == 16 else "u1").tobytes() for row in pixels
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(
+        ">IIBBBBB", pixels.shape[1], pixels.shape[0], bit_depth, colour_type, 0, 0, 0
+    )
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generated_16bit_and_palette_frames_decode_right(seed, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from finecliper.data.video import read_frames
+
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(2, 24, size=2)
+    grey = rng.integers(0, 65536, size=(height, width), dtype=np.uint16)
+    (tmp_path / "0.png").write_bytes(_png(grey, 16, 0))
+    palette = rng.integers(0, 256, size=(4, 3), dtype=np.uint8)
+    indices = rng.integers(0, 4, size=(height, width), dtype=np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette(palette.flatten().tolist())
+    image.save(tmp_path / "1.png", transparency=int(rng.integers(0, 4)))
+    frames = read_frames(tmp_path)
+    assert (frames[0] == np.round(grey / 257.0).astype(np.uint8)[..., None]).all()
+    assert (frames[1] == palette[indices]).all()
+
+
+@pytest.mark.parametrize("mode", ["I", "F"] * 3)
+def test_generated_frames_without_an_8bit_reading_are_refused_by_name(mode, tmp_path, capsys):
+    from PIL import Image
+
+    clip = tmp_path / "mine" / "clips" / "a"
+    clip.mkdir(parents=True)
+    Image.new(mode, (8, 8)).save(clip / "0.tiff")
+    (clip / "0.tiff").rename(clip / "0.png")
+    manifest = tmp_path / "mine" / "m.csv"
+    manifest.write_text("path,label,split\nclips/a,happy,train\nclips/a,sad,test\n")
+    assert cli.main(["data", "check", "custom", str(manifest), "--deep", "--json"]) == 0
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert any(p["path"] == str(clip / "0.png") for p in problems)
+    from finecliper.data.video import ImageReadError, load_frame_image
+
+    with pytest.raises(ImageReadError, match=rf"0\.png: unreadable image \(.*mode {mode}\)"):
+        load_frame_image(clip / "0.png", None)
+
+
+def _manifest_tree(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "mine"
+    for name in ("a", "b"):
+        (root / "clips" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (90, 40, 9)).save(root / "clips" / name / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_generated_bad_folds_and_fields_are_data_check_problems(seed, tmp_path, capsys):
+    rng = random.Random(seed)
+    root = _manifest_tree(tmp_path)
+    folds = rng.randrange(2, 6)
+    rows = [
+        f"clips/{c},happy,{s},{k}"
+        for k in range(1, folds + 1)
+        for c, s in (("a", "train"), ("b", "test"))
+    ]
+    bad_fold = rng.choice(
+        ["0", "-1", str(-rng.randrange(2, 99)), str(folds + rng.randrange(2, 99)), "x", "1.5"]
+    )
+    lines = ["path,label,split,fold", *rows, f"clips/a,happy,test,{bad_fold}"]
+    lines.append(f"clips/b,happy,train,1,{rng.choice(['extra', '0', 'nan'])}")
+    manifest = root / "m.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert cli.main(["data", "check", "custom", str(manifest), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    found = {p["path"]: p["problem"] for p in summary["problems"]}
+    fold_line, extra_line = f"{manifest}:{len(lines) - 1}", f"{manifest}:{len(lines)}"
+    assert "fold" in found[fold_line] and bad_fold in found[fold_line]
+    assert "more than the header" in found[extra_line]
+    assert sorted(summary["splits"]) == sorted(
+        f"fold{k}/{s}" for k in range(1, folds + 1) for s in ("train", "test")
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_generated_unknown_columns_are_data_check_problems(seed, tmp_path, capsys):
+    rng = random.Random(seed)
+    root = _manifest_tree(tmp_path)
+    column = rng.choice(["flod", "notes", "Fold2", "caption", "lable"])
+    manifest = root / "m.csv"
+    manifest.write_text(f"path,label,split,{column}\nclips/a,happy,train,x\nclips/b,sad,test,y\n")
+    assert cli.main(["data", "check", "custom", str(manifest), "--json"]) == 0
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert {
+        "path": f"{manifest}:1",
+        "problem": f"unknown column(s) {column.lower()} ignored "
+        "(a manifest has path,label,split[,fold])",
+    } in problems
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_generated_non_utf8_manifest_and_classes_name_file_and_line(seed, tmp_path, capsys):
+    rng = random.Random(seed)
+    root = _manifest_tree(tmp_path)
+    rows = [b"path,label,split"] + [b"clips/a,happy,train", b"clips/b,sad,test"] * rng.randrange(
+        1, 4
+    )
+    classes = [b"happy", b"sad", b"calm"]
+    target, lines = rng.choice([("m.csv", rows), ("classes.txt", classes)])
+    line = rng.randrange(1, len(lines) + 1)
+    lines = list(lines)
+    lines[line - 1] += bytes([rng.randrange(0x80, 0xC0)])  # a lone continuation byte
+    (root / "m.csv").write_bytes(b"\n".join(rows if target != "m.csv" else lines) + b"\n")
+    (root / "classes.txt").write_bytes(
+        b"\n".join(classes if target != "classes.txt" else lines) + b"\n"
+    )
+    code = cli.main(["data", "check", "custom", str(root / "m.csv")])
+    assert f"{root / target}:{line}: not valid utf-8" in _assert_one_line_error(code, capsys)
+
+
+def test_api_json_with_nan_is_refused_not_sent(capsys):
+    from finecliper.serve.web import _Handler
+
+    sent = []
+    handler = _Handler.__new__(_Handler)
+    handler.command, handler.path = "GET", "/api/x"
+    handler._send = lambda body, kind, status, headers: sent.append((body, status))
+    handler._guarded(lambda path: handler._json({"uar": float("nan")}))
+    [(body, status)] = sent
+    assert status == 422 and b"NaN" not in body
+    assert json.loads(body) == {"error": "API response: uar is not a finite number"}
+
+
+def test_faces_json_summary_with_nan_is_one_line_error(monkeypatch, capsys, tmp_path):
+    from types import SimpleNamespace
+
+    summary = SimpleNamespace(copied=1, already_there=0, sources=1, seconds=float("nan"))
+    monkeypatch.setattr("finecliper.face.pipeline.merge_caches", lambda out, sources: summary)
+    code = cli.main(["prepare", "merge", str(tmp_path / "o"), str(tmp_path), "--json"])
+    assert "seconds is not a finite number" in _assert_one_line_error(code, capsys, 1)
+    assert "NaN" not in capsys.readouterr().out

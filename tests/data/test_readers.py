@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -37,7 +38,7 @@ from finecliper.data.classes import (
 from finecliper.data.official import official_split_counts, reference_rows
 from finecliper.data.readers import read_custom, read_dataset
 from finecliper.data.records import DatasetIndex
-from finecliper.errors import ConfigError, LayoutError
+from finecliper.errors import ConfigError, InputError, LayoutError
 
 FOLD_SPLITS = [f"fold{k}/{s}" for k in range(1, 6) for s in ("train", "test")]
 
@@ -424,6 +425,80 @@ def test_custom_manifest_layout_and_option_errors(tmp_path):
     (tmp_path / "classes.txt").write_text("calm\ntense\ncalm\n")
     with pytest.raises(ConfigError, match="duplicate classes"):
         read_custom(manifest)
+
+
+def test_custom_manifest_out_of_range_folds_are_problems_not_new_folds(tmp_path):
+    root = tmp_path / "mine"
+    write_custom_clips(root)
+    rows = [["clips/a", "happy", "train", k] for k in range(1, 6)]
+    rows += [["clips/b", "sad", "test", k] for k in range(1, 6)]
+    rows += [["clips/b", "sad", "test", 99], ["clips/a", "happy", "test", 0]]
+    rows += [["clips/a", "happy", "test", -2]]
+    manifest = root / "m.csv"
+    write_csv(manifest, ["path", "label", "split", "fold"], rows)
+    index = read_custom(manifest)
+    found = problems_of(index)
+    assert found[f"{manifest}:12"].startswith("fold 99 out of range 1..5")
+    assert found[f"{manifest}:13"] == "fold must be a positive integer, found '0'"
+    assert found[f"{manifest}:14"] == "fold must be a positive integer, found '-2'"
+    assert not any("99" in name for name in index.splits)
+    # A dataset with a fixed number of folds checks against it, not against what is listed.
+    fixed = read_custom(manifest, num_folds=3)
+    assert problems_of(fixed)[f"{manifest}:5"].startswith("fold 4 out of range 1..3")
+    assert sorted({r.fold for split in fixed.splits.values() for r in split}) == [1, 2, 3]
+
+
+def test_custom_manifest_unknown_columns_and_extra_fields_are_problems(tmp_path):
+    root = tmp_path / "mine"
+    write_custom_clips(root)
+    manifest = root / "m.csv"
+    manifest.write_text(
+        "path,label,split,flod,notes\n"
+        "clips/a,happy,train,2,ok\n"
+        "clips/b,sad,test,1,x,surplus\n"
+        "clips/c.mkv,sad,test,1,x,,\n"
+    )
+    index = read_custom(manifest)
+    found = problems_of(index)
+    assert found[f"{manifest}:1"] == (
+        "unknown column(s) flod, notes ignored (a manifest has path,label,split[,fold])"
+    )
+    assert found[f"{manifest}:3"] == "1 field(s) more than the header's columns: ['surplus']"
+    assert f"{manifest}:4" not in found  # empty trailing fields are only trailing commas
+    assert [r.clip_id for r in index.splits["test"]] == ["clips/c.mkv"]
+
+
+def test_dfew_extra_columns_and_fields_are_problems(dfew_copy):
+    path = dfew_list(dfew_copy, 1, "test")
+    lines = path.read_text().splitlines()
+    lines[1] += ",7"
+    path.write_text("\n".join(lines) + "\n")
+    found = problems_of(read_dataset("dfew", dfew_copy, fold=1))
+    assert found[f"{path}:2"].startswith("expected <clip number>,<label>, found")
+    path.write_text("video_name,label,extra\n" + "\n".join(lines[2:]) + "\n")
+    assert problems_of(read_dataset("dfew", dfew_copy, fold=1))[f"{path}:1"] == (
+        "unknown column(s) extra ignored"
+    )
+
+
+@pytest.mark.parametrize("name", ["m.csv", "classes.txt"])
+def test_custom_text_files_with_bad_utf8_name_the_file_and_line(tmp_path, name):
+    root = tmp_path / "mine"
+    write_custom_clips(root)
+    write_csv(root / "m.csv", ["path", "label", "split"], [["clips/a", "happy", "train"]])
+    (root / "classes.txt").write_text("happy\nsad\n")
+    bad = root / name
+    bad.write_bytes(bad.read_bytes() + b"caf\xe9\n")
+    with pytest.raises(InputError, match=re.escape(f"{bad}:3: not valid utf-8-sig text")):
+        read_custom(root / "m.csv")
+
+
+def test_dfew_list_with_bad_utf8_names_the_file_and_line(dfew_copy):
+    path = dfew_list(dfew_copy, 2, "train")
+    path.write_bytes(path.read_bytes() + b"\xff,1\n")
+    lines = path.read_bytes().count(b"\n")
+    with pytest.raises(InputError, match=re.escape(f"{path}:{lines}: not valid utf-8-sig")):
+        read_dataset("dfew", dfew_copy, fold=2)
 
 
 # --- read_dataset -----------------------------------------------------------------------------

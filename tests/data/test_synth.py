@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from finecliper.cli import main
 from finecliper.data.synth import CLASSES, generate_synth, read_synth
 from finecliper.data.synth import describe as describe_module
 from finecliper.data.synth.generate import assign_folds, assign_labels
-from finecliper.errors import FineCLIPERError, LayoutError
+from finecliper.errors import FineCLIPERError, InputError, LayoutError
 from finecliper.face.schema import LANDMARK_GROUPS, PARSING_INDEX
 from finecliper.text.lexicon import find_emotion_words
 
@@ -309,3 +310,60 @@ def test_synth_cli_prints_json_summary(tmp_path: Path, capsys):
     assert (summary["clips"], summary["frames"], summary["size"]) == (7, 4, 48)
     assert summary["seconds"] > 0
     assert main(["synth", str(tmp_path / "bad"), "--clips", "3"]) != 0
+
+
+# The third clip's arrays, or descriptions.jsonl after classes.txt was written.
+@pytest.mark.parametrize(("failing", "nth"), [("write_arrays", 3), ("write_text", 2)])
+def test_disk_full_leaves_no_temporary_folder_and_is_one_line(
+    tmp_path: Path, capsys, monkeypatch, failing: str, nth: int
+):
+    from finecliper.data.synth import generate
+
+    real = getattr(generate, failing)
+    calls = []
+
+    def fill_the_disk(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == nth:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generate, failing, fill_the_disk)
+    out = tmp_path / "full"
+    argv = ["synth", str(out), "--clips", "6", "--size", "32", "--frames", "2", "--workers", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    # The progress bar precedes it; the error itself is one line.
+    [line] = [line for line in err.splitlines() if "error" in line]
+    assert "Traceback" not in err
+    assert line.startswith(f"finecliper: error: synth: writing {out} failed (No space left")
+    assert not list((out / "clips").glob(".tmp-*"))
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.setattr(generate, failing, real)
+    assert main(argv) == 0  # the rerun resumes and completes
+    assert read_synth(out).problems == []
+
+
+def test_bad_utf8_in_synth_index_files_names_file_and_line(synth: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(synth, copy)
+    classes = copy / "classes.txt"
+    classes.write_bytes(classes.read_bytes().replace(b"Sad", b"S\xe4d"))
+    line = CLASSES.index("Sad") + 1
+    with pytest.raises(InputError, match=f"classes.txt:{line}: not valid utf-8 text"):
+        read_synth(copy)
+
+
+def test_synth_manifest_fold_beyond_five_is_a_problem(synth: Path, tmp_path: Path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(synth, copy)
+    manifest = copy / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    lines.append(lines[-1].rsplit(",", 1)[0] + ",6")
+    manifest.write_text("\n".join(lines) + "\n")
+    assert main(["data", "check", "synth", str(copy), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    [problem] = summary["problems"]
+    assert problem["path"] == f"{manifest}:{len(lines)}"
+    assert problem["problem"].startswith("fold 6 out of range 1..5")
+    assert "fold6/train" not in summary["splits"] and "fold6/test" not in summary["splits"]

@@ -1,4 +1,6 @@
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import av
@@ -13,6 +15,7 @@ from finecliper.data.video import (
     VideoReadError,
     count_frames,
     frames_to_tensor,
+    image_to_rgb,
     list_frame_files,
     load_frame_image,
     open_video,
@@ -233,3 +236,72 @@ def test_one_frame_image_is_rgb_at_the_clips_first_frame_size(tmp_path):
     with pytest.raises(ImageReadError, match=re.escape(f"{broken}: unreadable image")) as caught:
         load_frame_image(broken, None)
     assert caught.value.file == broken and caught.value.reason
+
+
+def _png_bytes(pixels: np.ndarray, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG written by hand, so 16-bit colour types PIL cannot save are covered too."""
+    dtype = ">u2" if bit_depth == 16 else "u1"
+    rows = b"".join(b"\x00" + row.astype(dtype).tobytes() for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    height, width = pixels.shape[:2]
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_16bit_grey_png_is_scaled_by_its_bit_depth_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 16 * 8).astype(np.uint16).reshape(8, 16)
+    file = tmp_path / "grey16.png"
+    file.write_bytes(_png_bytes(ramp, 16, 0))
+    pixels = load_frame_image(file, None)
+    expected = np.round(ramp / 257.0).astype(np.uint8)
+    assert pixels.dtype == np.uint8 and (pixels == expected[..., None]).all()
+    # read_frames' folder path goes through the same loader.
+    assert (read_frames(tmp_path, [0])[0] == pixels).all()
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L"])
+def test_16bit_grey_images_of_each_byte_order_are_scaled(mode):
+    byte_order = ">" if mode == "I;16B" else "<"
+    raw = np.full((4, 4), 32896, f"{byte_order}u2").tobytes()
+    image = Image.frombytes(mode, (4, 4), raw)  # PIL's convert() between these clips at 255
+    assert (image_to_rgb(image, None) == 128).all()
+
+
+def test_48bit_rgb_png_keeps_its_colour(tmp_path):
+    pixels = np.zeros((4, 4, 3), np.uint16)
+    pixels[..., 0], pixels[..., 1] = 65535, 32896
+    file = tmp_path / "rgb48.png"
+    file.write_bytes(_png_bytes(pixels, 16, 2))
+    assert load_frame_image(file, None)[0, 0].tolist() == [255, 128, 0]
+
+
+@pytest.mark.parametrize("mode", ["P", "PA"])
+def test_palette_images_with_transparency_keep_their_palette_colours(tmp_path, mode):
+    image = Image.new(mode, (4, 2))
+    image.putpalette([200, 10, 20, 5, 150, 250])
+    image.paste(1, (2, 0, 4, 2))
+    if mode == "P":
+        file = tmp_path / "palette.png"
+        image.save(file, transparency=0)
+        pixels = load_frame_image(file, None)
+    else:
+        pixels = image_to_rgb(image, None)
+    assert pixels[0, 0].tolist() == [200, 10, 20] and pixels[0, 3].tolist() == [5, 150, 250]
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("I", "32-bit integer"), ("F", "floating-point")])
+def test_pixel_formats_without_an_8bit_reading_are_refused_by_name(tmp_path, mode, kind):
+    file = tmp_path / "odd.png"
+    Image.new(mode, (4, 4)).save(tmp_path / "odd.tiff")
+    (tmp_path / "odd.tiff").rename(file)  # a TIFF named .png: PIL opens files by content
+    with pytest.raises(ImageReadError, match=re.escape(f"{file}: unreadable image ({kind}")):
+        load_frame_image(file, None)

@@ -131,11 +131,41 @@ def _image_size(file: Path) -> tuple[int, int]:
 
 def image_to_rgb(image: Image.Image, size: tuple[int, int] | None) -> np.ndarray:
     """(H, W, 3) uint8 RGB pixels of ``image``, resized (bicubic) to ``size`` (width, height),
-    the clip's first frame size, when it differs; None keeps the image's own size."""
-    rgb = image.convert("RGB")
+    the clip's first frame size, when it differs; None keeps the image's own size.
+
+    16-bit grayscale is scaled to 8 bits (65535 -> 255), palette images go through RGBA so
+    transparency is honoured, alpha is dropped; a pixel format with no meaningful 8-bit
+    reading (float, 32-bit integer) raises ValueError naming it.
+    """
+    rgb = _to_8bit_rgb(image)
     if size is not None and rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BICUBIC)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+# 16-bit grayscale modes of PIL (a 16-bit PNG opens as one of these, or as "I" in older PIL).
+_GRAY16_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_PALETTE_MODES = frozenset({"P", "PA"})
+
+
+def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+    # PIL's own convert("RGB") clips 16-bit values at 255 (a 16-bit frame turns near-white),
+    # so 16-bit gray is rescaled here by its bit depth; 48/64-bit RGB(A) PNGs PIL already
+    # opens as 8-bit RGB(A).
+    if image.mode in _GRAY16_MODES or (image.mode == "I" and image.format == "PNG"):
+        return Image.fromarray(_gray16_to_8bit(np.asarray(image))).convert("RGB")
+    if image.mode in _PALETTE_MODES:
+        return image.convert("RGBA").convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise ValueError(f"{kind} pixels (mode {image.mode}) are not a supported frame format")
+    return image.convert("RGB")
+
+
+def _gray16_to_8bit(values: np.ndarray) -> np.ndarray:
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ValueError(f"pixel values {values.min()}..{values.max()} exceed 16 bits")
+    return np.round(values.astype(np.float32) / 257.0).astype(np.uint8)
 
 
 def load_frame_image(file: Path, size: tuple[int, int] | None) -> np.ndarray:

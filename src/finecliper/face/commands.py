@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from finecliper.data.cli_args import add_dataset_arguments, reader_options
 from finecliper.errors import ConfigError
+from finecliper.io import dumps_json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -121,7 +121,7 @@ def _run_faces(args: argparse.Namespace) -> int:
     )
     result = {"out": str(args.out), "reader_problems": len(index.problems), **summary.as_dict()}
     if args.json:
-        print(json.dumps(result))
+        print(dumps_json(result))
         return 0
     print(
         f"faces: {summary.clips} clips in shard {summary.shard}: {summary.ok} ok, "
@@ -142,7 +142,7 @@ def _run_merge(args: argparse.Namespace) -> int:
 
     summary = merge_caches(args.out, args.sources)
     if args.json:
-        print(json.dumps({"out": str(args.out), **vars(summary)}))
+        print(dumps_json({"out": str(args.out), **vars(summary)}))
     else:
         print(
             f"merge: {summary.copied} clips copied, {summary.already_there} already there, "

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from finecliper.errors import ConfigError
+from finecliper.io import dumps_json
 
 CHECKPOINT_HELP = "a checkpoint file of `finecliper train` (default: the bundled demo model)"
 MODEL_HELP = (
@@ -186,7 +186,7 @@ def _run_predict(args: argparse.Namespace) -> int:
                 written = write_outputs(item.result, folders[item.video])
                 outputs = {name: str(path) for name, path in written.items()}
             if args.json:
-                print(json.dumps({**item.result.to_dict(), "outputs": outputs}), flush=True)
+                print(dumps_json({**item.result.to_dict(), "outputs": outputs}), flush=True)
             else:
                 print(format_result(item.result.to_dict(), outputs), flush=True)
     return 1 if failures else 0
@@ -211,7 +211,7 @@ def _print_failure(video: str, error: str, as_json: bool) -> None:
     import sys
 
     if as_json:
-        print(json.dumps({"video": video, "error": error}), flush=True)
+        print(dumps_json({"video": video, "error": error}), flush=True)
     else:
         print(f"finecliper: error: {error}", file=sys.stderr, flush=True)
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import re
 import shutil
@@ -57,7 +56,7 @@ import av
 
 from finecliper.data.video import VideoReadError, open_video
 from finecliper.errors import ConfigError, FineCLIPERError
-from finecliper.io import atomic_open
+from finecliper.io import atomic_open, dumps_json
 from finecliper.serve.annotate import ANNOTATED_VIDEO, RESULT_JSON, TIMELINE_PLOT, write_outputs
 from finecliper.serve.multipart import FormError, form_boundary, parse_form
 from finecliper.serve.predictor import DEMO_CHECKPOINT, Predictor
@@ -494,7 +493,8 @@ class _Handler(BaseHTTPRequestHandler):
         status: int = HTTPStatus.OK,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._send(json.dumps(payload).encode("utf-8"), "application/json", status, headers)
+        body = dumps_json(payload, source="API response").encode("utf-8")
+        self._send(body, "application/json", status, headers)
 
     def _send(
         self,
@@ -570,7 +570,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int, bool] | None:
 
 def _busy_reply() -> bytes:
     """The whole HTTP answer to a connection over ``max_connections``."""
-    body = json.dumps({"error": str(BusyError("the server has too many connections"))}).encode()
+    body = dumps_json({"error": str(BusyError("the server has too many connections"))}).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\n"

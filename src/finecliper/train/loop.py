@@ -133,6 +133,8 @@ def _fit(run: Run, resume: bool, curves: Curves) -> list[dict[str, Any]]:
         train_set.set_epoch(epoch)
         torch.manual_seed(config.train.seed * 1000 + epoch)
         entry = _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch)
+        # On every rank, before this epoch's predictions and checkpoints are written.
+        check_finite_weights(model.trainable_state_dict(), epoch, run.out, run.context)
         entry.update(_evaluate_epoch(run, evaluators, epoch))
         history.append(entry)
         if run.context.is_main:
@@ -173,7 +175,7 @@ def _train_epoch(run, trainer, loader, optimizer, scheduler, accumulation, epoch
         with autocast(run.device, run.config.train.precision):
             outputs = trainer(inputs)
             loss = model.loss(outputs, labels).total
-        check_finite_loss(loss, epoch, step, run.out)
+        check_finite_loss(loss, epoch, step, run.out, run.context)
         (loss / accumulation).backward()
         if (step + 1) % accumulation == 0 or step + 1 == len(loader):
             optimizer.step()
@@ -251,7 +253,6 @@ def _save_epoch(run: Run, optimizer, scheduler, history: list[dict[str, Any]]) -
     checkpoints = run.out / "checkpoints"
     classes = run.data.classes
     entry = history[-1]
-    check_finite_weights(run.model.trainable_state_dict(), entry["epoch"] - 1, run.out)
     extra = {"epoch": entry["epoch"], "val": entry["val"], "test": entry["test"]}
     save_checkpoint(checkpoints / "last.safetensors", run.model, run.config, classes, extra)
     if improves_best_val(history):

@@ -14,12 +14,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
 from finecliper.data.official import count_differences
 from finecliper.data.records import ClipRecord, DatasetIndex, Problem
-from finecliper.data.video import VideoReadError, list_frame_files, open_video
+from finecliper.data.video import (
+    ImageReadError,
+    VideoReadError,
+    list_frame_files,
+    load_frame_image,
+    open_video,
+)
 from finecliper.errors import ConfigError
 
 FOLDS = (1, 2, 3, 4, 5)
@@ -47,9 +52,11 @@ class Probe:
 
 
 def _decode_problem(frame: Path) -> Problem | None:
+    # Through the loader training uses, so a pixel format it refuses is reported here too.
     try:
-        with Image.open(frame) as image:
-            image.load()
+        load_frame_image(frame, None)
+    except ImageReadError as exc:
+        return Problem(str(frame), f"unreadable frame: {exc.reason}")
     # Decoding arbitrary files can fail in many ways inside the image plugins.
     except Exception as exc:
         return Problem(str(frame), f"unreadable frame: {exc}")

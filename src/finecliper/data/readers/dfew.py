@@ -9,6 +9,7 @@ shift every label by one class, so such a file is refused, never shifted silentl
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from finecliper.data.classes import DFEW_CLASSES
@@ -16,6 +17,7 @@ from finecliper.data.readers import register_reader
 from finecliper.data.readers.common import Entry, assemble, check_fold
 from finecliper.data.records import DatasetIndex, Problem
 from finecliper.errors import ConfigError, LayoutError
+from finecliper.io import read_text
 
 FRAME_FOLDERS = ("clip_224x224", "clip_224x224_16f")
 RESAMPLED_FRAMES = 16  # every clip of clip_224x224_16f has exactly this many frames
@@ -50,30 +52,37 @@ def _list_files(root: Path, folds: tuple[int, ...]) -> dict[tuple[int, str], Pat
 
 def _read_rows(path: Path) -> tuple[list[tuple[int, str, int]], list[Problem]]:
     """(line, video number, label) per well-formed row of a split CSV."""
+    text = read_text(path, encoding="utf-8-sig")  # an encoding error names file and line
     try:
-        return _parse_csv(path)
-    except (UnicodeDecodeError, csv.Error) as exc:
+        return _parse_csv(path, text)
+    except csv.Error as exc:
         raise LayoutError(f"{path}: not a DFEW split CSV ({exc})") from exc
 
 
-def _parse_csv(path: Path) -> tuple[list[tuple[int, str, int]], list[Problem]]:
+def _parse_csv(path: Path, text: str) -> tuple[list[tuple[int, str, int]], list[Problem]]:
     rows: list[tuple[int, str, int]] = []
     problems: list[Problem] = []
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = [field.strip().lower() for field in next(reader, [])]
-        if header[:2] != ["video_name", "label"]:
-            raise LayoutError(f"{path}: expected the header video_name,label, found {header}")
-        for fields in reader:
-            where = f"{path}:{reader.line_num}"
-            if not any(field.strip() for field in fields):
-                continue
-            try:
-                video, label = (int(field) for field in fields[:2])
-            except ValueError:
-                problems.append(Problem(where, f"expected <clip number>,<label>, found {fields}"))
-                continue
-            rows.append((reader.line_num, f"{video:05d}", label))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [field.strip().lower() for field in next(reader, [])]
+    if header[:2] != ["video_name", "label"]:
+        raise LayoutError(f"{path}: expected the header video_name,label, found {header}")
+    if any(header[2:]):
+        extra = ", ".join(name for name in header[2:] if name)
+        problems.append(Problem(f"{path}:1", f"unknown column(s) {extra} ignored"))
+    for fields in reader:
+        where = f"{path}:{reader.line_num}"
+        if not any(field.strip() for field in fields):
+            continue
+        # Official rows have exactly two fields: more is a different file, not DFEW's list.
+        if any(field.strip() for field in fields[2:]):
+            problems.append(Problem(where, f"expected <clip number>,<label>, found {fields}"))
+            continue
+        try:
+            video, label = (int(field) for field in fields[:2])
+        except ValueError:
+            problems.append(Problem(where, f"expected <clip number>,<label>, found {fields}"))
+            continue
+        rows.append((reader.line_num, f"{video:05d}", label))
     return rows, problems
 
 

@@ -36,7 +36,7 @@ from finecliper.data.synth.scenario import (
 )
 from finecliper.errors import FineCLIPERError
 from finecliper.face.arrays import write_arrays
-from finecliper.io import atomic_open, write_json, write_text
+from finecliper.io import atomic_open, dumps_json, read_text, write_json, write_text
 
 GENERATOR = "SynthDFER"
 VERSION = "1.0"
@@ -153,7 +153,7 @@ def render_clip(job: _Job) -> dict[str, str]:
     clip folder that exists is complete). Returns its manifest and description fields."""
     final = job.clips_dir / job.clip_id
     if (final / "params.json").is_file():
-        params = json.loads((final / "params.json").read_text(encoding="utf-8"))
+        params = json.loads(read_text(final / "params.json"))
         return {"clip_id": job.clip_id, "kind": params["kind"], "text": params["description"]}
     streams = np.random.SeedSequence([job.seed, job.index]).spawn(4)
     identity_rng, script_rng, render_rng, text_rng = (np.random.default_rng(s) for s in streams)
@@ -164,17 +164,32 @@ def render_clip(job: _Job) -> dict[str, str]:
 
     tmp = job.clips_dir / f"{TMP_PREFIX}{job.clip_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "frames").mkdir(parents=True)
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(tmp / "frames" / f"{t:05d}.jpg", quality=ident.jpeg_quality)
-    write_arrays(tmp, landmarks, parsing)
-    params = _params(job, ident, script, text)
-    (tmp / "params.json").write_text(json.dumps(params) + "\n", encoding="utf-8")
+    try:
+        _write_clip(tmp, frames, ident.jpeg_quality, landmarks, parsing)
+        params = dumps_json(_params(job, ident, script, text), source=f"{tmp}/params.json")
+        # A plain write: the folder's rename below is what makes the clip appear whole.
+        (tmp / "params.json").write_text(params + "\n", encoding="utf-8")
+    except BaseException:  # disk full, interrupted: leave no half-written clip behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         tmp.rename(final)
     except OSError:  # another run finished the same clip first: identical content, keep it
         shutil.rmtree(tmp, ignore_errors=True)
     return {"clip_id": job.clip_id, "kind": script.kind, "text": text}
+
+
+def _write_clip(
+    folder: Path,
+    frames: list[np.ndarray],
+    quality: int,
+    landmarks: np.ndarray,
+    parsing: np.ndarray,
+) -> None:
+    (folder / "frames").mkdir(parents=True)
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / "frames" / f"{t:05d}.jpg", quality=quality)
+    write_arrays(folder, landmarks, parsing)
 
 
 def _check_arguments(clips: int, seed: int, size: int, frames: int) -> None:
@@ -193,7 +208,7 @@ def _prepare_out(out: Path, settings: dict[str, Any]) -> None:
     meta_path = out / "meta.json"
     if meta_path.is_file():
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = json.loads(read_text(meta_path))
         except (OSError, ValueError) as exc:
             raise FineCLIPERError(f"synth: cannot read {meta_path}: {exc}") from exc
         old = {key: meta.get(key) for key in SETTINGS}
@@ -206,9 +221,13 @@ def _prepare_out(out: Path, settings: dict[str, Any]) -> None:
         raise FineCLIPERError(f"synth: {out} exists and is not a SynthDFER folder; choose another")
     clips_dir = out / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in clips_dir.glob(f"{TMP_PREFIX}*"):  # from an interrupted run
-        shutil.rmtree(leftover, ignore_errors=True)
+    _remove_leftovers(clips_dir)  # from an interrupted run
     write_json(meta_path, {**settings, "complete": False})
+
+
+def _remove_leftovers(clips_dir: Path) -> None:
+    for leftover in clips_dir.glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict[str, str]]:
@@ -228,8 +247,10 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict[s
             for outcome in pool.map(render_clip, jobs, chunksize=chunk):
                 yield outcome
                 bar.update()
-        except BaseException:  # interrupted or failed: drop the queued clips, do not wait
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException as exc:  # drop the queued clips
+            # A failure waits for the clips in progress (each cleans up after itself), so no
+            # temporary folder appears after the caller's sweep; Ctrl-C does not wait.
+            pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
             raise
         pool.shutdown()
 
@@ -286,16 +307,47 @@ def generate_synth(
     ]
     todo = sum(not (clips_dir / job.clip_id / "params.json").is_file() for job in jobs)
     workers = max(1, min(workers or os.cpu_count() or 1, todo))
-    outcomes = list(_run_jobs(jobs, workers, progress))
+    try:
+        outcomes = list(_run_jobs(jobs, workers, progress))
+        _write_index(out, settings, labels, folds, outcomes)
+    except OSError as exc:  # disk full, read-only folder: one line, and no temporary folders
+        _remove_leftovers(clips_dir)
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise FineCLIPERError(
+            f"synth: writing {out} failed ({where}{exc.strerror or exc}); finished clips are "
+            "kept, rerun with the same settings to resume"
+        ) from exc
+    except BaseException:
+        _remove_leftovers(clips_dir)
+        raise
+    class_counts, kind_counts = _counts(labels, outcomes)
+    return SynthResult(out, clips, frames, size, todo, class_counts, kind_counts)
 
+
+def _counts(
+    labels: np.ndarray, outcomes: list[dict[str, str]]
+) -> tuple[dict[str, int], dict[str, int]]:
+    class_counts = {CLASSES[k]: int(v) for k, v in sorted(Counter(labels.tolist()).items())}
+    kind_counts = dict(sorted(Counter(o["kind"] for o in outcomes).items()))
+    return class_counts, kind_counts
+
+
+def _write_index(
+    out: Path,
+    settings: dict[str, Any],
+    labels: np.ndarray,
+    folds: np.ndarray,
+    outcomes: list[dict[str, str]],
+) -> None:
+    """classes.txt, descriptions.jsonl, meta.json and, last, manifest.csv (its presence says
+    the folder is complete)."""
     write_text(out / "classes.txt", "".join(f"{name}\n" for name in CLASSES))
     lines = [
         json.dumps({"clip_id": o["clip_id"], "text": o["text"], "label": CLASSES[label]})
         for o, label in zip(outcomes, labels, strict=True)
     ]
     write_text(out / "descriptions.jsonl", "".join(f"{line}\n" for line in lines))
-    class_counts = {CLASSES[k]: int(v) for k, v in sorted(Counter(labels.tolist()).items())}
-    kind_counts = dict(sorted(Counter(o["kind"] for o in outcomes).items()))
+    class_counts, kind_counts = _counts(labels, outcomes)
     fold_sizes = {f"fold{k}": int((folds == k).sum()) for k in range(1, FOLDS + 1)}
     meta = {
         **settings,
@@ -312,4 +364,3 @@ def generate_synth(
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "label", "split", "fold"])
         writer.writerows(_manifest_rows(labels, folds))
-    return SynthResult(out, clips, frames, size, todo, class_counts, kind_counts)

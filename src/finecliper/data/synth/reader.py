@@ -11,6 +11,7 @@ from finecliper.data.records import DatasetIndex
 from finecliper.data.synth.generate import FOLDS, GENERATOR
 from finecliper.data.synth.scenario import CLASSES
 from finecliper.errors import ConfigError, LayoutError
+from finecliper.io import read_text
 
 REQUIRED = ("meta.json", "classes.txt", "descriptions.jsonl", "clips")
 
@@ -25,7 +26,7 @@ def _check_layout(root: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise LayoutError(f"{root}: not a SynthDFER folder, missing meta.json")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_text(meta_path))
     except (OSError, ValueError) as exc:
         raise LayoutError(f"{meta_path}: unreadable ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("generator") != GENERATOR:
@@ -38,7 +39,7 @@ def _check_layout(root: Path) -> dict[str, Any]:
     missing = [name for name in REQUIRED if not (root / name).exists()]
     if missing:
         raise LayoutError(f"{root}: incomplete SynthDFER, missing {', '.join(missing)}")
-    names = (root / "classes.txt").read_text(encoding="utf-8").split()
+    names = read_text(root / "classes.txt").split()
     if tuple(names) != CLASSES:
         raise LayoutError(f"{root / 'classes.txt'}: expected {', '.join(CLASSES)}, found {names}")
     return meta
@@ -65,6 +66,7 @@ def read_synth(root: Path, *, fold: int | None = None, **options: Any) -> Datase
         classes=CLASSES,
         dataset_name="synth",
         deep=bool(options.get("deep", False)),
+        num_folds=FOLDS,
     )
     for split, records in index.splits.items():
         index.splits[split] = [

@@ -25,6 +25,7 @@ import numpy as np
 
 from finecliper.errors import FineCLIPERError
 from finecliper.face.arrays import DamagedArraysError, read_arrays
+from finecliper.io import read_text
 
 CACHE_FORMAT = "finecliper-faces"
 CACHE_FORMAT_VERSION = 1
@@ -47,8 +48,7 @@ def clip_dir(cache: str | Path, clip_id: str) -> Path:
 def read_status(folder: Path) -> dict[str, Any] | None:
     """A finished clip's status.json, or None when the clip is not (completely) there."""
     try:
-        with open(folder / STATUS_FILE, encoding="utf-8") as handle:
-            return json.load(handle)
+        return json.loads(read_text(folder / STATUS_FILE))
     except FileNotFoundError:
         return None
     except (OSError, json.JSONDecodeError) as exc:
@@ -58,8 +58,7 @@ def read_status(folder: Path) -> dict[str, Any] | None:
 def read_manifest(cache: str | Path) -> dict[str, Any]:
     path = Path(cache) / MANIFEST_FILE
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return json.loads(read_text(path))
     except FileNotFoundError as exc:
         raise FineCLIPERError(
             f"{path}: no face cache here (run `finecliper prepare faces`)"

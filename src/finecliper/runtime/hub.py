@@ -21,7 +21,7 @@ import torch
 
 from finecliper.assets_paths import DEMO_BACKBONE_NAME, demo_backbone_dir
 from finecliper.errors import FineCLIPERError
-from finecliper.io import atomic_open, write_json, write_text
+from finecliper.io import atomic_open, read_text, write_json, write_text
 from finecliper.model.network import VARIANT_MODALITIES
 from finecliper.runtime.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint_info
 from finecliper.runtime.model_card import model_card
@@ -133,7 +133,7 @@ def export_model(
 
 def _read_metrics(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except (OSError, ValueError) as exc:
         raise FineCLIPERError(f"{path}: cannot read the run's metrics ({exc})") from None
 
@@ -162,7 +162,7 @@ def _check_model_folder(folder: Path) -> None:
             "expected; `finecliper export` writes one)"
         )
     try:
-        model_format = json.loads(config.read_text(encoding="utf-8")).get("format")
+        model_format = json.loads(read_text(config)).get("format")
     except (OSError, ValueError) as exc:
         raise FineCLIPERError(f"{config}: not valid JSON ({exc})") from None
     if model_format != MODEL_FORMAT:

@@ -34,7 +34,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from finecliper.data.records import ClipRecord, DatasetIndex
-from finecliper.errors import ConfigError, FineCLIPERError
+from finecliper.errors import ConfigError, FineCLIPERError, InputError
 from finecliper.io import atomic_open, dumps_json
 from finecliper.text.backends import Backend, ClipRequest, Reply
 from finecliper.text.prompts import LabelPolicy, PromptTemplate, is_training_split, prompt_for
@@ -148,16 +148,20 @@ def read_finished(out: Path) -> dict[tuple[str, str], str]:
     finished: dict[tuple[str, str], str] = {}
     if not out.is_file():
         return finished
-    with open(out, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break  # torn by an interruption mid-write
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("text") and not row.get("error"):
-                finished[(str(row.get("clip_id")), str(row.get("prompt_id")))] = line
+    # By bytes: a line torn by an interruption may end inside a multi-byte character.
+    for number, raw in enumerate(out.read_bytes().splitlines(keepends=True), start=1):
+        if not raw.endswith(b"\n"):
+            break  # torn by an interruption mid-write
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"{out}:{number}: not valid utf-8 text") from None
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("text") and not row.get("error"):
+            finished[(str(row.get("clip_id")), str(row.get("prompt_id")))] = line
     return finished
 
 

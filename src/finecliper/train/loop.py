@@ -25,7 +25,7 @@ from finecliper.data.dataset import collate_clips
 from finecliper.data.run_data import check_evaluated_text, make_dataset, read_run_data
 from finecliper.data.workers import init_worker
 from finecliper.errors import FineCLIPERError
-from finecliper.io import write_json
+from finecliper.io import read_text, write_json
 from finecliper.model.network import build_model
 from finecliper.runtime.checkpoint import save_checkpoint
 from finecliper.runtime.device import autocast, resolve_device
@@ -83,7 +83,7 @@ def _check_resume(out: Path, config: Config, resume: bool) -> None:
     if not resume and state.is_file():
         raise FineCLIPERError(f"{out} already holds a run: pass --resume or another --out")
     saved = out / "config.yaml"
-    if resume and saved.is_file() and saved.read_text() != config_to_yaml(config):
+    if resume and saved.is_file() and read_text(saved) != config_to_yaml(config):
         raise FineCLIPERError(f"--resume: the config differs from the run's {saved}")
 
 

@@ -14,6 +14,7 @@ import torch
 
 from finecliper.config import Config
 from finecliper.data.run_data import RunData
+from finecliper.io import read_text
 from finecliper.model.network import FineCLIPER
 from finecliper.train.distributed import Context
 from finecliper.train.evaluate import Predictions
@@ -42,6 +43,6 @@ def skipped_path(out: Path, epoch: int) -> Path:
 def load_epoch_predictions(out: Path, epoch: int) -> Predictions:
     """The test predictions saved at the end of ``epoch``, with the clips that were skipped."""
     predictions = Predictions.load(str(predictions_path(out, epoch)))
-    skipped = json.loads(skipped_path(out, epoch).read_text())
+    skipped = json.loads(read_text(skipped_path(out, epoch)))
     predictions.skipped = [(item["index"], item["error"]) for item in skipped]
     return predictions

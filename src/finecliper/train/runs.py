@@ -13,7 +13,7 @@ from finecliper.config import Config, apply_override, build_config
 from finecliper.data.classes import prompt_names
 from finecliper.data.run_data import make_dataset, read_run_data
 from finecliper.errors import FineCLIPERError
-from finecliper.io import write_json, write_text
+from finecliper.io import read_text, write_json, write_text
 from finecliper.runtime.device import resolve_device
 from finecliper.runtime.hub import load_model
 from finecliper.train.distributed import Context
@@ -142,7 +142,7 @@ def _finished(fold_dir: Path) -> dict[str, Any] | None:
     metrics = fold_dir / "metrics.json"
     if not metrics.is_file():
         return None
-    data = json.loads(metrics.read_text())
+    data = json.loads(read_text(metrics))
     return data if "selection" in data and "headline" in data else None
 
 

@@ -30,6 +30,7 @@ from finecliper.data.transforms import ClipSample, ClipTransform
 from finecliper.data.video import VideoReadError, frames_to_tensor
 from finecliper.errors import FineCLIPERError
 from finecliper.face.arrays import no_face
+from finecliper.io import read_text
 
 try:  # optional: libjpeg-turbo without PIL's per-image overhead, ~3x faster on small frames
     import simplejpeg
@@ -65,7 +66,7 @@ def read_pack_meta(root: str | Path) -> dict[str, Any]:
             )
         raise FineCLIPERError(f"{root}: not a pack (no pack.json); make one with `finecliper pack`")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(read_text(path))
     except (OSError, ValueError) as exc:
         raise FineCLIPERError(f"{path}: unreadable ({exc})") from exc
     if meta.get("format") != FORMAT:

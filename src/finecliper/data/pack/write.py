@@ -36,7 +36,7 @@ from finecliper.data.video import VideoReadError, image_to_rgb, open_video
 from finecliper.errors import ConfigError, FineCLIPERError
 from finecliper.face.arrays import no_face, padded_rows
 from finecliper.face.schema import NUM_LANDMARKS
-from finecliper.io import atomic_open, write_json
+from finecliper.io import atomic_open, read_text, write_json
 
 
 @dataclass
@@ -290,7 +290,7 @@ def _prepare_out(out: Path, record: dict[str, Any]) -> None:
     path = out / "settings.json"
     if path.is_file():
         try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
+            existing = json.loads(read_text(path))
         except (OSError, ValueError) as exc:
             raise FineCLIPERError(f"{path}: unreadable ({exc})") from exc
         changed = [key for key in record if existing.get(key) != record[key]]
@@ -347,7 +347,7 @@ def _read_marker(out: Path, shard: int) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except (OSError, ValueError) as exc:
         raise FineCLIPERError(f"{path}: unreadable ({exc}); delete it to repack the shard") from exc
 
@@ -461,7 +461,7 @@ def _finish(
         "problems": _problems(index, markers),
         "frame_format": settings.frame_format,
         "shards": [{"frames": m["frames"], "bytes": m["bytes"]} for m in markers],
-        "settings": json.loads((out / "settings.json").read_text(encoding="utf-8")),
+        "settings": json.loads(read_text(out / "settings.json")),
         "finecliper_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from finecliper.errors import ConfigError
+from finecliper.io import read_text
 from finecliper.runtime.device import resolve_device
 from finecliper.text.backends import BackendOptions, ClipRequest, Reply
 
@@ -53,8 +54,7 @@ def read_model_json(model: str, filename: str, revision: str | None) -> dict[str
         return None
     if path is None:
         return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(read_text(path))
 
 
 def load_tokenizer(model: str, revision: str | None) -> Any:

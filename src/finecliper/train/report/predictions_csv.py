@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from finecliper.errors import FineCLIPERError
-from finecliper.io import atomic_open
+from finecliper.io import atomic_open, read_text
 
 FIXED_COLUMNS = ("clip_id", "label", "prediction", "correct")
 
@@ -116,8 +117,7 @@ def read_predictions_csv(path: str | Path) -> PredictionTable:
     """Read back a file written by write_predictions_csv."""
     path = Path(path)
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.reader(handle))
+        rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
     except OSError as exc:
         raise FineCLIPERError(f"cannot read predictions file {path}: {exc}") from None
     if not rows:

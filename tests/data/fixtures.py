@@ -2,7 +2,9 @@
 
 Clip ids, frame counts and labels are drawn from the packaged reference lists
 (``finecliper/data/reference``), so the fixtures have the real id formats, real (short) clip
-lengths and the real class names; the images are 8x8 and the videos 16x16. Each builder returns
+lengths and the real class names; the images are 8x8 (or, with ``face=True``, a 96x96 view of
+the astronaut's face from scikit-image, for MediaPipe to find) and the videos 16x16. Each
+builder returns
 a ``Tree`` that knows which clips it wrote, so tests compute the expected counts independently of
 the readers.
 """
@@ -77,10 +79,22 @@ def image_bytes(fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_frames(folder: Path, count: int, suffix: str = ".jpg") -> None:
+@cache
+def face_image_bytes(fmt: str) -> bytes:
+    """A 96x96 view of the face in ``skimage.data.astronaut()``, encoded as ``fmt``."""
+    from skimage.data import astronaut
+
+    view = astronaut()[40:424, 64:448]
+    buffer = io.BytesIO()
+    Image.fromarray(view).resize((96, 96)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def write_frames(folder: Path, count: int, suffix: str = ".jpg", *, face: bool = False) -> None:
     """``count`` frames named 1.jpg, 2.jpg, ... (unpadded, as DFEW's, to need natural order)."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = image_bytes("PNG" if suffix == ".png" else "JPEG")
+    fmt = "PNG" if suffix == ".png" else "JPEG"
+    data = face_image_bytes(fmt) if face else image_bytes(fmt)
     for number in range(1, count + 1):
         (folder / f"{number}{suffix}").write_bytes(data)
 
@@ -105,8 +119,11 @@ def _pick(candidates: list[dict[str, str]], rng: random.Random, used: set[str], 
     return choice
 
 
-def sample_folded(dataset: str, classes_per_fold: list[list[str]], max_frames: int) -> list[Clip]:
-    """One clip per (fold, class) with at most ``max_frames`` frames, plus one short clip."""
+def sample_folded(
+    dataset: str, classes_per_fold: list[list[str]], max_frames: int, clips_per_class: int = 1
+) -> list[Clip]:
+    """``clips_per_class`` clips per (fold, class) with at most ``max_frames`` frames, plus one
+    short clip."""
     rows = reference_rows(dataset)
     rng = random.Random(SEED)
     used: set[str] = set()
@@ -121,7 +138,7 @@ def sample_folded(dataset: str, classes_per_fold: list[list[str]], max_frames: i
                 and r["label"] == label
                 and SHORT <= int(r["frames"]) <= max_frames
             ]
-            picked.append(_pick(candidates, rng, used, "clip_id"))
+            picked += [_pick(candidates, rng, used, "clip_id") for _ in range(clips_per_class)]
     return [Clip(r["clip_id"], int(r["frames"]), r["label"], r["test_fold"]) for r in picked]
 
 
@@ -161,8 +178,10 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
         writer.writerows(rows)
 
 
-def build_ferv39k(root: Path, *, max_frames: int = 30) -> Tree:
-    """FERV39k with one clip per (split, class) and one short test clip."""
+def build_ferv39k(
+    root: Path, *, max_frames: int = 30, clips_per_class: int = 1, face: bool = False
+) -> Tree:
+    """FERV39k with ``clips_per_class`` clips per (split, class) and one short test clip."""
     rows = reference_rows("ferv39k")
     rng = random.Random(SEED)
     used: set[str] = set()
@@ -177,10 +196,10 @@ def build_ferv39k(root: Path, *, max_frames: int = 30) -> Tree:
                 and r["label"] == label
                 and SHORT <= int(r["frames"]) <= max_frames
             ]
-            picked.append(_pick(candidates, rng, used, "clip_path"))
+            picked += [_pick(candidates, rng, used, "clip_path") for _ in range(clips_per_class)]
     clips = [Clip(r["clip_path"], int(r["frames"]), r["label"], r["split"]) for r in picked]
     for clip in clips:
-        write_frames(root / "2_ClipsforFaceCrop" / clip.clip_id, clip.frames)
+        write_frames(root / "2_ClipsforFaceCrop" / clip.clip_id, clip.frames, face=face)
     tree = Tree(root, clips)
     for split in ("train", "test"):
         lines = [f"{clip.clip_id} {clip.label}\n" for clip in tree.split_clips(split)]
@@ -195,17 +214,27 @@ def write_ferv39k_list(root: Path, split: str, lines: list[str]) -> Path:
     return path
 
 
-def build_mafw(root: Path, *, source: str = "frames", list_root: str = "Train & Test Set") -> Tree:
+def build_mafw(
+    root: Path,
+    *,
+    source: str = "frames",
+    list_root: str = "Train & Test Set",
+    clips_per_class: int = 1,
+    face: bool = False,
+) -> Tree:
     """MAFW with aligned PNG frames or mp4 clips, and both no_caption and with_caption lists.
 
-    The 11 classes rotate over the folds, three per fold, so each appears at least once.
+    The 11 classes rotate over the folds, three per fold, so each appears at least once;
+    ``clips_per_class`` clips of each class in each of its folds. ``face`` needs frames.
     """
+    if face and source != "frames":
+        raise ValueError("face=True draws the face into frame folders: use source='frames'")
     n = len(MAFW_CLASSES)
     per_fold = [[MAFW_CLASSES[(3 * fold + i) % n] for i in range(3)] for fold in range(5)]
-    clips = sample_folded("mafw", per_fold, 60)
+    clips = sample_folded("mafw", per_fold, 60, clips_per_class)
     for clip in clips:
         if source == "frames":
-            write_frames(root / MAFW_FRAMES / clip.clip_id, clip.frames, ".png")
+            write_frames(root / MAFW_FRAMES / clip.clip_id, clip.frames, ".png", face=face)
         else:
             write_video(root / MAFW_CLIPS / f"{clip.clip_id}.mp4", clip.frames)
     tree = Tree(root, clips)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from test_distributed import free_port
+from tiny_run import tiny_overrides
 
 from finecliper import cli
 from finecliper.runtime.checkpoint import read_checkpoint_info
@@ -29,12 +30,7 @@ def _train_argv(tiny_synth: Path, tiny_backbone: Path, out: Path, *overrides: st
     return [
         "train",
         "synth",
-        f"data.root={tiny_synth}",
-        "data.num_frames=4",
-        "data.image_size=32",
-        "data.num_workers=0",
-        f"model.backbone={tiny_backbone}",
-        "train.batch_size=8",
+        *tiny_overrides(tiny_synth, tiny_backbone),
         *overrides,
         "--out",
         str(out),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_run import tiny_overrides
 
 from finecliper.cli import main
 from finecliper.runtime.hub import CARD_FILE, CONFIG_FILE, export_model
@@ -22,18 +23,7 @@ def curves_run(tmp_path_factory, tiny_synth: Path, tiny_backbone: Path) -> Path:
     from finecliper.config import load_config
 
     config = load_config(
-        "synth",
-        [
-            f"data.root={tiny_synth}",
-            "data.num_frames=4",
-            "data.image_size=32",
-            "data.num_workers=0",
-            f"model.backbone={tiny_backbone}",
-            "train.epochs=2",
-            "train.batch_size=8",
-            "train.lr=0.01",
-            "train.tensorboard=true",
-        ],
+        "synth", [*tiny_overrides(tiny_synth, tiny_backbone), "train.tensorboard=true"]
     )
     run = tmp_path_factory.mktemp("curves") / "run"
     train(config, run, progress=False)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from finecliper.errors import ConfigError
 from finecliper.io import dumps_json
@@ -253,7 +255,20 @@ def _run_serve(args: argparse.Namespace) -> int:
             serve(server, ServeApp(predictor, args.workdir, limits))
     finally:
         server.server_close()
-    return 0
+    _exit_now()
+
+
+def _exit_now() -> NoReturn:
+    """Leave the stopped server's process without interpreter shutdown.
+
+    The uploads are deleted and the predictor closed by now, but a request's handler thread (a
+    daemon) may still be inside native code: a prediction, a socket read. Shutting the
+    interpreter down under such a thread intermittently aborted the process ("terminate called
+    without an active exception", exit -6), so the process ends here, after flushing its output.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _serve_limits(args: argparse.Namespace):

@@ -476,7 +476,7 @@ def test_generated_non_utf8_manifest_and_classes_name_file_and_line(seed, tmp_pa
 
 
 def test_api_json_with_nan_is_refused_not_sent(capsys):
-    from finecliper.serve.web import _Handler
+    from finecliper.serve.server import _Handler
 
     sent = []
     handler = _Handler.__new__(_Handler)

@@ -78,7 +78,8 @@ def bundled_predictor() -> Iterator[Predictor]:
 def running_server(predictor: Predictor, tmp_path: Path):
     """Start servers on free ports (``make(**limits)``, the tiny checkpoint unless another
     ``serving`` predictor is given) with working folders in tmp_path."""
-    from finecliper.serve.web import ServeApp, ServeLimits
+    from finecliper.serve.limits import ServeLimits
+    from finecliper.serve.web import ServeApp
 
     servers: list[RunningServer] = []
 

@@ -59,7 +59,7 @@ class RunningServer:
     """A ``finecliper serve`` server on a free port of 127.0.0.1, in a thread."""
 
     def __init__(self, app) -> None:
-        from finecliper.serve.web import make_server
+        from finecliper.serve.server import make_server
 
         self.app = app
         self.server = make_server(app, "127.0.0.1", 0, quiet=True)

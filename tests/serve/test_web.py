@@ -26,8 +26,9 @@ from serve_fixtures import (
     write_video,
 )
 
+from finecliper.serve.limits import ServeLimits
 from finecliper.serve.multipart import FormError, form_boundary, parse_form
-from finecliper.serve.web import ServeApp, ServeLimits
+from finecliper.serve.web import ServeApp
 
 LIMITS = {"max_upload_bytes": 300_000, "max_duration_s": 3.0}
 

@@ -20,7 +20,7 @@ from serve_fixtures import SERVE_MAIN, astronaut_frames, post_form, request, wri
 
 from finecliper.cli import main
 from finecliper.errors import ConfigError
-from finecliper.serve.web import RETRY_AFTER_S, ServeLimits
+from finecliper.serve.limits import RETRY_AFTER_S, ServeLimits
 
 # The bound README.md states: a normal upload sent right after a hostile one (the 1.5 MB
 # video of 60,000 frames) is answered within this many seconds.

@@ -245,7 +245,8 @@ def format_result(result: dict[str, Any], outputs: dict[str, str]) -> str:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from finecliper.serve.web import ServeApp, ServeServer, serve
+    from finecliper.serve.server import ServeServer, serve
+    from finecliper.serve.web import ServeApp
 
     check_ranges(args, SERVE_RANGES)
     limits = _serve_limits(args)
@@ -272,7 +273,7 @@ def _exit_now() -> NoReturn:
 
 
 def _serve_limits(args: argparse.Namespace):
-    from finecliper.serve.web import ServeLimits
+    from finecliper.serve.limits import ServeLimits
 
     return ServeLimits(
         max_upload_bytes=max(1, int(args.max_upload_mb * 2**20)),

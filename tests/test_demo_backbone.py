@@ -30,11 +30,25 @@ def backbone() -> tuple[CLIPModel, CLIPTokenizer]:
 
 @pytest.fixture(scope="module")
 def script():
+    """The pre-training script, loaded as ``python scripts/pretrain_demo_backbone.py`` runs it:
+    with scripts/ on the path, where its ``demo_backbone`` modules are."""
+    sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("pretrain_demo_backbone", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their module by name
     spec.loader.exec_module(module)
-    return module
+    yield module
+    sys.path.remove(str(SCRIPT.parent))
+
+
+@pytest.fixture(scope="module")
+def bpe(script):
+    return importlib.import_module("demo_backbone.bpe")
+
+
+@pytest.fixture(scope="module")
+def pretraining(script):
+    return importlib.import_module("demo_backbone.pretraining")
 
 
 def test_directory_is_complete_and_small():
@@ -139,19 +153,19 @@ def test_metadata_records_the_pretraining():
         assert probe[f"pretrained_{text}"]["uar"] > probe[f"random_init_{text}"]["uar"]
 
 
-def test_bpe_learner_merges_frequent_words_whole(script):
+def test_bpe_learner_merges_frequent_words_whole(bpe):
     counts = Counter({"brow": 5, "brows": 3, "jaw": 1})
-    merges = script.learn_merges(counts, max_merges=100)
-    vocab = script.build_vocab(merges)
+    merges = bpe.learn_merges(counts, max_merges=100)
+    vocab = bpe.build_vocab(merges)
     assert "brow</w>" in vocab and "brows</w>" in vocab
     assert "jaw</w>" not in vocab  # seen once: below min_frequency
     assert len(vocab) == 512 + len(set(a + b for a, b in merges)) + 2
     assert list(vocab)[-2:] == ["<|startoftext|>", "<|endoftext|>"]
 
 
-def test_trained_tokenizer_round_trips(script):
+def test_trained_tokenizer_round_trips(bpe):
     texts = ["The outer brows lift and the lips part.", "Lips press; the brows lower."] * 3
-    tokenizer = script.train_tokenizer(texts, context_length=32)
+    tokenizer = bpe.train_tokenizer(texts, context_length=32)
     ids = tokenizer(texts[0]).input_ids
     assert tokenizer.convert_ids_to_tokens(ids[1:4]) == ["the</w>", "outer</w>", "brows</w>"]
     unseen = tokenizer("Zygomatic 7 ☺").input_ids  # falls back to bytes, never unknown
@@ -159,9 +173,9 @@ def test_trained_tokenizer_round_trips(script):
     assert tokenizer.decode(unseen, skip_special_tokens=True) == "zygomatic 7 ☺"
 
 
-def test_script_builds_the_bundled_architecture(script, backbone):
+def test_script_builds_the_bundled_architecture(pretraining, backbone):
     model, tokenizer = backbone
-    built = script.build_model(tokenizer, seed=0).config
+    built = pretraining.build_model(tokenizer, seed=0).config
     keys = (
         "hidden_size",
         "intermediate_size",
@@ -180,15 +194,15 @@ def test_script_builds_the_bundled_architecture(script, backbone):
     assert built.projection_dim == model.config.projection_dim
 
 
-def test_script_prompts_are_the_demo_models(script):
+def test_script_prompts_are_the_demo_models(bpe):
     from finecliper.data.classes import DFEW_CLASSES, prompt_names
     from finecliper.model.config import ModelConfig
     from finecliper.model.network import label_prompts
 
     positive, negative = label_prompts(prompt_names(DFEW_CLASSES), ModelConfig())
-    sentences = script.prompt_sentences()
+    sentences = bpe.prompt_sentences()
     assert set(positive) | set(negative) <= set(sentences)
-    assert script.prompt_adjectives(DFEW_CLASSES) == [
+    assert bpe.prompt_adjectives(DFEW_CLASSES) == [
         "happy",
         "sad",
         "neutral",

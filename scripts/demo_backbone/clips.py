@@ -1,0 +1,170 @@
+"""SynthDFER clips for pre-training: frames, descriptions and the generator's ground truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from finecliper.data.sampling import segment_indices
+from finecliper.errors import FineCLIPERError
+from finecliper.face.arrays import DamagedArraysError, read_arrays, read_landmarks
+from finecliper.model.architectures import Architecture
+from finecliper.text.backends.template import describe_landmarks
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "src" / "finecliper" / "assets" / "demo_backbone"
+
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+END_OF_WORD = "</w>"
+# Besides the demo model's PN label prompts (ModelConfig's templates), each class also appears
+# as an adjective ("A happy face."), the other way emotion words meet faces in captions.
+ADJECTIVE_TEMPLATE = "A {label} face."
+PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # logistic-regression C grid of the probes
+
+# The backbone's size, chosen for CPU speed: 16 frames x 3 streams per clip must be cheap. Four
+# heads of width 32 per tower; vocab_size is set to the learnt tokenizer's size.
+BACKBONE = Architecture(
+    vision_width=128,
+    vision_layers=4,
+    patch_size=16,
+    image_size=112,
+    text_width=128,
+    text_layers=3,
+    embed_dim=128,
+    context_length=128,  # 20% of SynthDFER descriptions exceed 77 tokens (max ~122)
+    head_width=32,
+)
+
+
+@dataclass
+class ClipSet:
+    """Decoded SynthDFER clips, 16 frames each: uint8 frames (N, 16, 3, H, W), labels,
+    descriptions, each clip's split ("train"/"test") in the fold it was read with, and, for
+    pre-training, the generator's ground truth of those frames: action-unit values
+    (N, 16, AUs), parsing maps (N, 16, H, W) and landmarks (N, 16, 68, 2)."""
+
+    ids: list[str]
+    frames: torch.Tensor
+    labels: np.ndarray
+    texts: list[str]
+    template_texts: list[str]
+    splits: list[str]
+    classes: tuple[str, ...]
+    aus: torch.Tensor | None = None
+    parsing: torch.Tensor | None = None
+    landmarks: torch.Tensor | None = None
+
+    def subset(self, index: torch.Tensor) -> ClipSet:
+        rows = index.tolist()
+        return ClipSet(
+            ids=[self.ids[i] for i in rows],
+            frames=self.frames[index],
+            labels=self.labels[rows],
+            texts=[self.texts[i] for i in rows],
+            template_texts=[self.template_texts[i] for i in rows],
+            splits=[self.splits[i] for i in rows],
+            classes=self.classes,
+            aus=None if self.aus is None else self.aus[index],
+            parsing=None if self.parsing is None else self.parsing[index],
+            landmarks=None if self.landmarks is None else self.landmarks[index],
+        )
+
+
+def generate(work: Path, clips: int, seed: int, size: int) -> Path:
+    """SynthDFER with these settings under ``work``; a complete earlier run is reused (the
+    generator keeps finished clips and checks that the settings match)."""
+    from finecliper.data.synth import generate_synth
+
+    out = work / f"synth_seed{seed}_n{clips}"
+    print(f"SynthDFER ({clips} clips, seed {seed}) -> {out}", flush=True)
+    generate_synth(out, clips=clips, seed=seed, size=size, frames=16, workers=2, progress=True)
+    return out
+
+
+def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = False) -> ClipSet:
+    """Every clip of a SynthDFER folder (read with its reader), 16 frames each, decoded; with
+    ``ground_truth`` also the per-frame action units, parsing maps and landmarks."""
+    from finecliper.data.synth import read_synth
+    from finecliper.data.video import frames_to_tensor, read_frames
+
+    index = read_synth(root, fold=fold)
+    if index.problems:
+        first = index.problems[0]
+        raise FineCLIPERError(
+            f"{root}: {len(index.problems)} problems, e.g. {first.path}: {first.problem}"
+        )
+    records = sorted(
+        index.records("train", fold) + index.records("test", fold), key=lambda r: r.clip_id
+    )
+    descriptions = _read_descriptions(root / "descriptions.jsonl")
+    missing = [record.clip_id for record in records if record.clip_id not in descriptions]
+    if missing:
+        raise FineCLIPERError(f"{root}: {len(missing)} clips have no description: {missing[0]}")
+    frames, truth, template_texts = [], [], []
+    for record in tqdm(records, desc=f"decoding {root.name}", unit="clip"):
+        template_texts.append(_template_description(record.path.parent))
+        indices = segment_indices(record.num_frames or 16, 16, train=False)
+        stack = frames_to_tensor(read_frames(record.path, indices))
+        if stack.shape[-2:] != (size, size):
+            raise FineCLIPERError(
+                f"{record.path}: frames are {tuple(stack.shape[-2:])}, the backbone takes "
+                f"{size}x{size}; generate SynthDFER with size={size}"
+            )
+        frames.append(stack)
+        if ground_truth:
+            truth.append(_read_ground_truth(record.path.parent, indices))
+    aus, parsing, landmarks = (
+        (torch.stack(column) for column in zip(*truth, strict=True)) if truth else [None] * 3
+    )
+    return ClipSet(
+        ids=[record.clip_id for record in records],
+        frames=torch.stack(frames),
+        labels=np.asarray([record.label for record in records]),
+        texts=[descriptions[record.clip_id] for record in records],
+        template_texts=template_texts,
+        splits=[record.split for record in records],
+        classes=index.classes,
+        aus=aus,
+        parsing=parsing,
+        landmarks=landmarks,
+    )
+
+
+def _read_ground_truth(
+    clip_dir: Path, indices: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A clip's per-frame action units, parsing maps and landmarks, at frames ``indices``."""
+    try:
+        aus = json.loads((clip_dir / "params.json").read_text(encoding="utf-8"))["au"]
+        arrays = read_arrays(clip_dir)
+    except (OSError, ValueError, KeyError, DamagedArraysError) as exc:
+        raise FineCLIPERError(f"{clip_dir}: unreadable SynthDFER ground truth ({exc})") from exc
+    rows = list(indices)
+    return (
+        torch.tensor(aus, dtype=torch.float32)[rows],
+        torch.from_numpy(arrays.parsing[rows]),
+        torch.from_numpy(arrays.landmarks[rows].astype(np.float32)),
+    )
+
+
+def _template_description(clip_dir: Path) -> str:
+    """What the landmark template backend (``finecliper describe --backend template``, and
+    ``predict`` on new videos) says about the clip, from its ground-truth landmarks."""
+    try:
+        points = read_landmarks(clip_dir).astype(np.float64)
+    except DamagedArraysError as exc:
+        raise FineCLIPERError(str(exc)) from exc
+    return describe_landmarks(points[~np.isnan(points).any(axis=(1, 2))])
+
+
+def _read_descriptions(path: Path) -> dict[str, str]:
+    with open(path, encoding="utf-8") as handle:
+        entries = [json.loads(line) for line in handle if line.strip()]
+    return {entry["clip_id"]: entry["text"] for entry in entries}

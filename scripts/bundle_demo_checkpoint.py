@@ -3,9 +3,9 @@
 ``finecliper predict`` and ``finecliper serve`` use the model folder ``assets/demo_model`` (the
 Hugging Face Hub layout of ``finecliper export``) when no ``--model`` is given. This script takes
 the validation-selected checkpoint of a demo run, drops the machine-specific paths from its
-config (the data root and the descriptions file; the backbone is already the portable name
-``finecliper/demo-backbone``), records where it came from and what it scored, and exports it,
-with the run's metrics.json, into the package:
+config (the data root, the faces cache and the descriptions file; the backbone is already the
+portable name ``finecliper/demo-backbone``), records where it came from and what it scored,
+and exports it, with the run's metrics.json, into the package:
 
     finecliper demo --out runs/demo
     python scripts/bundle_demo_checkpoint.py runs/demo
@@ -38,7 +38,11 @@ def bundle(demo_dir: Path, out: Path) -> dict:
             f"{run}: trained on {config.model.backbone!r}, not the bundled {DEMO_BACKBONE_NAME!r}"
         )
     portable = config.model_copy(
-        update={"data": config.data.model_copy(update={"root": None, "descriptions": None})}
+        update={
+            "data": config.data.model_copy(
+                update={"root": None, "descriptions": None, "faces_cache": None}
+            )
+        }
     )
     demo = json.loads((demo_dir / "demo.json").read_text(encoding="utf-8"))
     synth = json.loads((demo_dir / "synthdfer" / "meta.json").read_text(encoding="utf-8"))

@@ -1,22 +1,39 @@
 """The main job (`finecliper demo`) end to end at a small size, and its recipe.
 
 The full-size demo's accuracy (UAR and WAR >= 0.80 on 700 clips) is checked by
-tests/test_demo_accuracy.py; here a 70-clip, one-epoch run checks every output.
+tests/test_demo_accuracy.py; here a 70-clip, one-epoch run checks every output, and that the
+model's inputs come from the pipeline (MediaPipe on the frames), never SynthDFER's ground truth.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 
+import numpy as np
 import pytest
+import torch
 
 from finecliper.cli import main
 from finecliper.config import load_config
 from finecliper.data.readers import read_dataset
+from finecliper.data.run_data import make_dataset, read_run_data
+from finecliper.face.arrays import read_landmarks, read_mesh
+from finecliper.face.cache import clip_dir, is_faces_cache
+from finecliper.text.backends.template import describe_landmarks
 from finecliper.text.descriptions import load_descriptions
 
-JSON_KEYS = {"uar", "war", "seconds", "variant", "report_dir"}
+JSON_KEYS = {
+    "uar",
+    "war",
+    "seconds",
+    "variant",
+    "report_dir",
+    "faces_cache",
+    "descriptions",
+    "landmark_nme",
+}
 PLOTS = ("confusion.png", "training_curves.png", "per_class_recall.png", "modality_weights.png")
 
 
@@ -64,6 +81,62 @@ def test_demo_trains_on_template_descriptions_and_predicts_a_held_out_clip(small
         lines = [json.loads(line) for line in handle]
     assert {line["backend"] for line in lines} == {"template"}
     assert not any(line["label_shown"] for line in lines)
+
+
+def test_demo_inputs_come_from_the_pipeline(small_demo):
+    """Landmarks, parsing and descriptions are MediaPipe's, measured on the frames: the run reads
+    the faces cache, and each description is the template's text of the measured points."""
+    out, _ = small_demo
+    config = load_config(out / "run" / "config.yaml")
+    assert config.data.faces_cache == str(out / "faces") and is_faces_cache(out / "faces")
+    with open(config.data.descriptions, encoding="utf-8") as handle:
+        lines = [json.loads(line) for line in handle]
+    from_truth = []
+    for line in lines[:10]:
+        folder = clip_dir(out / "faces", line["clip_id"])
+        measured = read_landmarks(folder).astype(np.float64)
+        truth = read_landmarks(out / "synthdfer" / "clips" / line["clip_id"])
+        assert not np.allclose(measured, truth, atol=0.5)  # really measured, not copied
+        mesh = read_mesh(folder).astype(np.float64)
+        assert line["text"] == describe_landmarks(measured, mesh)
+        from_truth.append(describe_landmarks(truth.astype(np.float64), measured=False))
+    assert [line["text"] for line in lines[:10]] != from_truth
+
+
+def test_ground_truth_landmarks_never_reach_the_model(small_demo, tmp_path):
+    """The model's inputs are the same with SynthDFER's ground truth (its landmarks, parsing
+    maps and descriptions) deleted: a run that read them would change or fail."""
+    out, _ = small_demo
+    copy = tmp_path / "demo"
+    shutil.copytree(out / "synthdfer", copy / "synthdfer")
+    config = load_config(out / "run" / "config.yaml")
+    inputs_before = _model_inputs(config)
+    for name in ("landmarks.npy", "parsing.npz", "params.json"):
+        for path in (copy / "synthdfer" / "clips").glob(f"*/{name}"):
+            path.unlink()
+    (copy / "synthdfer" / "descriptions.jsonl").write_text("")
+    moved = config.model_copy(
+        update={"data": config.data.model_copy(update={"root": str(copy / "synthdfer")})}
+    )
+    inputs_after = _model_inputs(moved)
+    assert len(inputs_before) == len(inputs_after) == 14
+    for before, after in zip(inputs_before, inputs_after, strict=True):
+        assert before.keys() == after.keys()
+        for key, value in before.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value.nan_to_num(-1), after[key].nan_to_num(-1)), key
+            else:
+                assert value == after[key], key
+        assert before["parsing"] is not None and before["description"]
+
+
+def _model_inputs(config) -> list[dict]:
+    """Every test clip's frames, parsing, landmarks and description, as the run loads them."""
+    data = read_run_data(config)
+    dataset = make_dataset(config, data.test, train=False)
+    items = [dataset[i] for i in range(len(dataset))]
+    assert not any("error" in item for item in items)
+    return items
 
 
 def test_rerun_replaces_the_run_and_reuses_the_data(small_demo, capsys):

@@ -245,8 +245,10 @@ def test_bundled_model_is_portable() -> None:
     assert info["format"] == MODEL_FORMAT and info["backbone"]["source"] == "bundled"
     assert config.model.backbone == DEMO_BACKBONE_NAME and config.model.variant == "full"
     assert config.data.root is None and config.data.descriptions is None
+    assert config.data.faces_cache is None
     assert classes == DFEW_CLASSES
-    assert extra["bundled_from"] == "finecliper demo" and extra["demo_test_uar"] >= 0.8
+    # The demo's floor (tests/test_demo_accuracy.py): inputs measured by the pipeline.
+    assert extra["bundled_from"] == "finecliper demo" and extra["demo_test_uar"] >= 0.5
 
 
 def test_cli_predict_uses_the_bundled_checkpoint(

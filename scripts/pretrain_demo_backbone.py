@@ -219,7 +219,7 @@ def run_pretraining(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     size = BACKBONE.image_size
     root = args.pretrain_data or generate(args.work, args.clips, args.data_seed, size)
-    clips = load_synth(root, size, ground_truth=True)
+    clips = load_synth(root, size, ground_truth=True, faces_cache=args.pretrain_faces)
     train_index, held_index = held_out_split(len(clips.ids), 0.1, args.seed)
     train_clips, held_clips = clips.subset(train_index), clips.subset(held_index)
     tokenizer = train_tokenizer(
@@ -377,6 +377,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--text-weight", type=float, default=10.0, help="description -> movement weight"
+    )
+    parser.add_argument(
+        "--pretrain-faces",
+        type=Path,
+        help="`prepare faces` cache of --pretrain-data: landmarks, parsing and template text "
+        "measured by the pipeline (else the generator's ground truth)",
     )
     parser.add_argument("--seed", type=int, default=0, help="initialisation and sampling seed")
     parser.add_argument("--threads", type=int, default=2)

@@ -13,7 +13,14 @@ from tqdm import tqdm
 
 from finecliper.data.sampling import segment_indices
 from finecliper.errors import FineCLIPERError
-from finecliper.face.arrays import DamagedArraysError, read_arrays, read_landmarks
+from finecliper.face.arrays import (
+    DamagedArraysError,
+    has_mesh,
+    read_arrays,
+    read_landmarks,
+    read_mesh,
+)
+from finecliper.face.cache import clip_dir
 from finecliper.model.architectures import Architecture
 from finecliper.text.backends.template import describe_landmarks
 
@@ -88,9 +95,21 @@ def generate(work: Path, clips: int, seed: int, size: int) -> Path:
     return out
 
 
-def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = False) -> ClipSet:
+def load_synth(
+    root: Path,
+    size: int,
+    fold: int = 1,
+    *,
+    ground_truth: bool = False,
+    faces_cache: Path | None = None,
+) -> ClipSet:
     """Every clip of a SynthDFER folder (read with its reader), 16 frames each, decoded; with
-    ``ground_truth`` also the per-frame action units, parsing maps and landmarks."""
+    ``ground_truth`` also the per-frame action units, parsing maps and landmarks.
+
+    With ``faces_cache`` (``finecliper prepare faces synth ROOT``), the landmarks, parsing maps
+    and template descriptions are the pipeline's, measured by MediaPipe on the rendered frames,
+    as the demo and ``predict`` see them; the generator's ground truth then gives only the
+    action units (training targets)."""
     from finecliper.data.synth import read_synth
     from finecliper.data.video import frames_to_tensor, read_frames
 
@@ -109,7 +128,8 @@ def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = Fal
         raise FineCLIPERError(f"{root}: {len(missing)} clips have no description: {missing[0]}")
     frames, truth, template_texts = [], [], []
     for record in tqdm(records, desc=f"decoding {root.name}", unit="clip"):
-        template_texts.append(_template_description(record.path.parent))
+        measured = None if faces_cache is None else clip_dir(faces_cache, record.clip_id)
+        template_texts.append(_template_description(measured or record.path.parent, measured))
         indices = segment_indices(record.num_frames or 16, 16, train=False)
         stack = frames_to_tensor(read_frames(record.path, indices))
         if stack.shape[-2:] != (size, size):
@@ -119,7 +139,7 @@ def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = Fal
             )
         frames.append(stack)
         if ground_truth:
-            truth.append(_read_ground_truth(record.path.parent, indices))
+            truth.append(_read_ground_truth(record.path.parent, indices, measured))
     aus, parsing, landmarks = (
         (torch.stack(column) for column in zip(*truth, strict=True)) if truth else [None] * 3
     )
@@ -138,14 +158,15 @@ def load_synth(root: Path, size: int, fold: int = 1, *, ground_truth: bool = Fal
 
 
 def _read_ground_truth(
-    clip_dir: Path, indices: Sequence[int]
+    folder: Path, indices: Sequence[int], measured: Path | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A clip's per-frame action units, parsing maps and landmarks, at frames ``indices``."""
+    """A clip's per-frame action units, parsing maps and landmarks, at frames ``indices``;
+    parsing and landmarks from ``measured`` (a faces-cache clip folder) when given."""
     try:
-        aus = json.loads((clip_dir / "params.json").read_text(encoding="utf-8"))["au"]
-        arrays = read_arrays(clip_dir)
+        aus = json.loads((folder / "params.json").read_text(encoding="utf-8"))["au"]
+        arrays = read_arrays(measured or folder)
     except (OSError, ValueError, KeyError, DamagedArraysError) as exc:
-        raise FineCLIPERError(f"{clip_dir}: unreadable SynthDFER ground truth ({exc})") from exc
+        raise FineCLIPERError(f"{folder}: unreadable SynthDFER ground truth ({exc})") from exc
     rows = list(indices)
     return (
         torch.tensor(aus, dtype=torch.float32)[rows],
@@ -154,14 +175,23 @@ def _read_ground_truth(
     )
 
 
-def _template_description(clip_dir: Path) -> str:
+def _template_description(folder: Path, measured: Path | None) -> str:
     """What the landmark template backend (``finecliper describe --backend template``, and
-    ``predict`` on new videos) says about the clip, from its ground-truth landmarks."""
+    ``predict`` on new videos) says about the clip: from the pipeline's landmarks and mesh when
+    ``measured``, else from the generator's ground-truth landmarks."""
     try:
-        points = read_landmarks(clip_dir).astype(np.float64)
+        points = read_landmarks(folder).astype(np.float64)
+        mesh = read_mesh(folder).astype(np.float64) if measured and has_mesh(folder) else None
     except DamagedArraysError as exc:
         raise FineCLIPERError(str(exc)) from exc
-    return describe_landmarks(points[~np.isnan(points).any(axis=(1, 2))])
+    found = np.isfinite(points).all(axis=(1, 2))
+    if not found.any():
+        raise FineCLIPERError(f"{folder}: no frame with a face")
+    return describe_landmarks(
+        points[found],
+        None if mesh is None else mesh[found],
+        measured=measured is not None,
+    )
 
 
 def _read_descriptions(path: Path) -> dict[str, str]:

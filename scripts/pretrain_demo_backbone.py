@@ -77,6 +77,7 @@ from demo_backbone.evaluation import (
     zero_shot,
 )
 from demo_backbone.pretraining import FaceHeads, TrainSettings, build_model, pretrain
+from demo_backbone.settings import BACKBONE, DEFAULT_OUT, REPO
 from transformers import CLIPModel, CLIPTokenizer
 
 from finecliper.data.transforms import (
@@ -85,32 +86,6 @@ from finecliper.data.transforms import (
 )
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json, write_text
-from finecliper.model.architectures import Architecture
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "src" / "finecliper" / "assets" / "demo_backbone"
-
-BOS = "<|startoftext|>"
-EOS = "<|endoftext|>"
-END_OF_WORD = "</w>"
-# Besides the demo model's PN label prompts (ModelConfig's templates), each class also appears
-# as an adjective ("A happy face."), the other way emotion words meet faces in captions.
-ADJECTIVE_TEMPLATE = "A {label} face."
-PROBE_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)  # logistic-regression C grid of the probes
-
-# The backbone's size, chosen for CPU speed: 16 frames x 3 streams per clip must be cheap. Four
-# heads of width 32 per tower; vocab_size is set to the learnt tokenizer's size.
-BACKBONE = Architecture(
-    vision_width=128,
-    vision_layers=4,
-    patch_size=16,
-    image_size=112,
-    text_width=128,
-    text_layers=3,
-    embed_dim=128,
-    context_length=128,  # 20% of SynthDFER descriptions exceed 77 tokens (max ~122)
-    head_width=32,
-)
 
 
 def held_out_split(num_clips: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

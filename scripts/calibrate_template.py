@@ -27,6 +27,7 @@ import numpy as np
 from finecliper.data.synth import read_synth
 from finecliper.face.arrays import read_landmarks
 from finecliper.face.cache import clip_dir
+from finecliper.face.pipeline import unique_records
 from finecliper.text.backends.template import (
     MEDIAPIPE_GAINS,
     THRESHOLDS,
@@ -53,8 +54,7 @@ def clip_changes(root: Path, cache: Path) -> tuple[list[dict], list[dict], list[
     """Largest changes per clip: true, measured, measured and calibrated."""
     index = read_synth(root)
     true_rows, measured_rows, calibrated_rows = [], [], []
-    clip_ids = sorted({r.clip_id for records in index.splits.values() for r in records})
-    for clip_id in clip_ids:
+    for clip_id in sorted(record.clip_id for record in unique_records(index)):
         truth = read_landmarks(root / "clips" / clip_id).astype(np.float64)
         measured = read_landmarks(clip_dir(cache, clip_id)).astype(np.float64)
         found = np.isfinite(measured).all(axis=(1, 2))

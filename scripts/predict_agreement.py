@@ -22,6 +22,7 @@ from pathlib import Path
 
 from finecliper.data.readers import read_dataset
 from finecliper.data.synth import generate_synth
+from finecliper.face.pipeline import unique_records
 from finecliper.serve.predictor import demo_model_path
 from finecliper.train.metrics import classification_report
 
@@ -62,10 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.work / f"synth_seed{args.seed}_n{args.clips}"
     generate_synth(root, clips=args.clips, seed=args.seed, progress=False)
     index = read_dataset("synth", root)
-    records = sorted(
-        {r.clip_id: r for rs in index.splits.values() for r in rs}.values(),
-        key=lambda r: r.clip_id,
-    )
+    records = sorted(unique_records(index), key=lambda r: r.clip_id)
     tops = run_predict(args.model, [r.path for r in records])
     classes = list(index.classes)
     read = [(r.label, tops[str(r.path)]) for r in records if tops[str(r.path)] is not None]

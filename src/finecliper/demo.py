@@ -21,10 +21,13 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finecliper.argtypes import COUNT, NON_NEGATIVE
 from finecliper.io import dumps_json
+
+if TYPE_CHECKING:
+    from finecliper.data.records import DatasetIndex
 
 DEMO_PRESET = "demo"
 FACES_CACHE = "faces"
@@ -63,6 +66,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the main job into ``out``; returns the summary (also written to demo.json)."""
     from finecliper.config import load_config
+    from finecliper.data.readers import read_dataset
     from finecliper.data.synth import generate_synth
     from finecliper.io import write_json
     from finecliper.train.loop import train
@@ -80,14 +84,15 @@ def run_demo(
         ],
     )
     generate_synth(data_dir, clips=clips, seed=seed, progress=progress)
-    prepare_faces(data_dir, cache, workers or os.cpu_count() or 1, progress=progress)
-    describe_with_template(data_dir, cache, descriptions, progress=progress)
+    index = read_dataset("synth", data_dir)
+    prepare_faces(index, cache, workers or os.cpu_count() or 1, progress=progress)
+    describe_with_template(index, cache, descriptions, progress=progress)
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo's own folder: a rerun starts clean
     metrics = train(config, run_dir, progress=progress)
     example = predict_held_out(run_dir, data_dir, config.data.fold)
-    landmarks = report_landmark_error(data_dir, cache, run_dir)
+    landmarks = report_landmark_error(data_dir, index, cache, run_dir)
     summary = {
         "uar": metrics["uar"],
         "war": metrics["war"],
@@ -103,15 +108,13 @@ def run_demo(
     return summary
 
 
-def prepare_faces(data_dir: Path, cache: Path, workers: int, *, progress: bool = True) -> None:
+def prepare_faces(index: DatasetIndex, cache: Path, workers: int, *, progress: bool = True) -> None:
     """``finecliper prepare faces synth ROOT --out CACHE``: MediaPipe landmarks, mesh and parsing
     of every rendered frame; the clips an earlier run finished are kept."""
-    from finecliper.data.readers import read_dataset
     from finecliper.errors import FineCLIPERError
     from finecliper.face.analysis import FacesSettings
     from finecliper.face.pipeline import run_faces, unique_records
 
-    index = read_dataset("synth", data_dir)
     summary = run_faces(
         unique_records(index),
         cache,
@@ -125,18 +128,17 @@ def prepare_faces(data_dir: Path, cache: Path, workers: int, *, progress: bool =
 
 
 def describe_with_template(
-    data_dir: Path, cache: Path, out: Path, *, progress: bool = True
+    index: DatasetIndex, cache: Path, out: Path, *, progress: bool = True
 ) -> None:
     """Describe every SynthDFER clip from its measured landmarks into ``out`` (``finecliper
     describe synth ROOT --backend template --landmarks CACHE``); the clips an earlier run
     described are kept."""
-    from finecliper.data.readers import read_dataset
     from finecliper.errors import FineCLIPERError
     from finecliper.text.backends import BackendOptions, create_backend
     from finecliper.text.describe import DescribeJob, plan_items
 
     backend = create_backend("template", BackendOptions(landmarks_root=cache))
-    items = plan_items(read_dataset("synth", data_dir), "train", backend)
+    items = plan_items(index, "train", backend)
     summary = DescribeJob(backend, out, dataset="synth").run(items, progress=progress)
     if summary.errors:
         raise FineCLIPERError(f"{out}: {summary.errors} clips could not be described")
@@ -162,14 +164,15 @@ def predict_held_out(run_dir: Path, data_dir: Path, fold: int | None) -> dict[st
     }
 
 
-def report_landmark_error(data_dir: Path, cache: Path, run_dir: Path) -> dict[str, Any]:
+def report_landmark_error(
+    data_dir: Path, index: DatasetIndex, cache: Path, run_dir: Path
+) -> dict[str, Any]:
     """The measured landmarks' error against SynthDFER's truth, as landmark_error.json and a
     section of the run's report."""
-    from finecliper.data.readers import read_dataset
     from finecliper.data.synth.quality import landmark_error
     from finecliper.io import write_json, write_text
 
-    error = landmark_error(data_dir, read_dataset("synth", data_dir), cache).to_dict()
+    error = landmark_error(data_dir, index, cache).to_dict()
     write_json(run_dir / "landmark_error.json", error)
     report = run_dir / "index.md"
     write_text(report, report.read_text(encoding="utf-8") + demo_report_section(error))

@@ -19,6 +19,7 @@ from finecliper.data.records import DatasetIndex
 from finecliper.errors import FineCLIPERError
 from finecliper.face.arrays import has_landmarks, read_landmarks
 from finecliper.face.cache import clip_dir
+from finecliper.face.pipeline import unique_records
 
 OUTER_EYE_CORNERS = (36, 45)
 
@@ -57,27 +58,23 @@ def landmark_error(root: Path, index: DatasetIndex, cache: Path) -> LandmarkErro
     """NME of the cache's landmarks for every clip of the SynthDFER folder ``root``."""
     by_class: dict[str, list[float]] = {name: [] for name in index.classes}
     missing = frames = 0
-    seen: set[str] = set()
-    for records in index.splits.values():
-        for record in records:
-            if record.clip_id in seen:
-                continue
-            seen.add(record.clip_id)
-            truth = read_landmarks(root / "clips" / record.clip_id).astype(np.float64)
-            folder = clip_dir(cache, record.clip_id)
-            if not has_landmarks(folder):
-                missing, frames = missing + len(truth), frames + len(truth)
-                continue
-            measured = read_landmarks(folder).astype(np.float64)
-            if measured.shape != truth.shape:
-                raise FineCLIPERError(
-                    f"{folder}: {len(measured)} measured frames for {len(truth)} true ones "
-                    "(a cache made with --max-frames or cropping cannot be compared)"
-                )
-            nme, without = clip_nme(truth, measured)
-            missing, frames = missing + without, frames + len(truth)
-            if nme is not None:
-                by_class[index.classes[record.label]].append(nme)
+    for record in unique_records(index):
+        truth = read_landmarks(root / "clips" / record.clip_id).astype(np.float64)
+        folder = clip_dir(cache, record.clip_id)
+        frames += len(truth)
+        if not has_landmarks(folder):
+            missing += len(truth)
+            continue
+        measured = read_landmarks(folder).astype(np.float64)
+        if measured.shape != truth.shape:
+            raise FineCLIPERError(
+                f"{folder}: {len(measured)} measured frames for {len(truth)} true ones "
+                "(a cache made with --max-frames or cropping cannot be compared)"
+            )
+        nme, without = clip_nme(truth, measured)
+        missing += without
+        if nme is not None:
+            by_class[index.classes[record.label]].append(nme)
     values = [v for clip_values in by_class.values() for v in clip_values]
     return LandmarkError(
         per_class={name: float(np.mean(v)) for name, v in by_class.items() if v},

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from finecliper.data.synth.face import Paint, Shape
 from finecliper.data.synth.scenario import HAIR_COLOURS, Identity
+from finecliper.data.synth.shapes import Paint, Shape
 
 TEXTURE_AMPLITUDE = {
     Paint.HAIR: 0.22,

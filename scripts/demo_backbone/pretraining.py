@@ -58,17 +58,20 @@ class TrainSettings:
     landmark_weight: float
     movement_weight: float
     text_weight: float
+    expression_weight: float
+    frame_prompt_weight: float
     seed: int
 
 
 class FaceHeads(torch.nn.Module):
     """Read-outs used only while pre-training (not saved): parsing classes of 4x4-pixel cells
-    from each patch token, landmarks and action units from the image embedding, and the clip's
-    movement (peak rise of each action unit) from its description's text embedding."""
+    from each patch token, landmarks and action units from the image embedding, the clip's
+    movement (peak rise of each action unit) from its description's text embedding, and the
+    expression class from the change between a clip's first and later frame embeddings."""
 
     cell = 4
 
-    def __init__(self, config: CLIPConfig, num_aus: int) -> None:
+    def __init__(self, config: CLIPConfig, num_aus: int, num_classes: int) -> None:
         super().__init__()
         vision = config.vision_config
         self.cells_per_patch = (vision.patch_size // self.cell) ** 2
@@ -77,6 +80,14 @@ class FaceHeads(torch.nn.Module):
         self.landmarks = torch.nn.Linear(config.projection_dim, 2 * NUM_LANDMARKS)
         self.aus = torch.nn.Linear(config.projection_dim, num_aus)
         self.text_movement = torch.nn.Linear(config.projection_dim, num_aus)
+        self.expression = torch.nn.Linear(2 * config.projection_dim, num_classes)
+
+    def expression_logits(self, unit_frames: torch.Tensor) -> torch.Tensor:
+        """(N, k, D) unit embeddings, first frame first -> (N, classes): from the mean of the
+        later frames and its change from the first."""
+        later = unit_frames[:, 1:].mean(dim=1)
+        # x4: unit-vector differences are small; this keeps the linear head's logits in range
+        return self.expression(4 * torch.cat([later - unit_frames[:, 0], later], dim=-1))
 
     def parsing_logits(self, patch_tokens: torch.Tensor) -> torch.Tensor:
         """(N, patches, width) -> (N, patches, cells, classes)."""
@@ -203,7 +214,7 @@ def pretrain(
 ) -> tuple[list[dict[str, float]], FaceHeads]:
     """Pre-train the whole model; returns the mean losses of every 25 steps and the heads."""
     captions = build_captions(tokenizer, clips)
-    heads = FaceHeads(model.config, clips.aus.shape[-1])
+    heads = FaceHeads(model.config, clips.aus.shape[-1], len(clips.classes))
     generator = torch.Generator().manual_seed(settings.seed)
     parameters = [*model.parameters(), *heads.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=0.05)
@@ -214,6 +225,8 @@ def pretrain(
         "landmarks": settings.landmark_weight,
         "movement": settings.movement_weight,
         "text": settings.text_weight,
+        "expression": settings.expression_weight,
+        "frame_prompt": settings.frame_prompt_weight,
     }
     model.train()
     history, window = [], []
@@ -284,13 +297,29 @@ def _step_losses(
     motion = motion_embeddings(features.view(*frame_index.shape, -1))
     text_rows = torch.cat([description, captions.prompt_rows])
     text_targets = torch.cat([clip_movement(clips.aus[batch]), captions.prompt_movement])
+    labels = torch.from_numpy(clips.labels[batch.numpy()])
+    unit_frames = F.normalize(features, dim=-1).view(*frame_index.shape, -1)
     return {
         "contrastive": _contrastive_loss(model, captions, motion, caption),
         "parsing": torch.sum(-cells * F.log_softmax(parsing_logits, dim=-1), dim=-1).mean(),
         "landmarks": F.mse_loss(heads.landmarks(features)[seen], points[seen]),
         "movement": F.mse_loss(heads.aus(features), aus),
         "text": F.mse_loss(heads.text_movement(captions.features(model, text_rows)), text_targets),
+        "expression": F.cross_entropy(heads.expression_logits(unit_frames), labels),
+        "frame_prompt": _frame_prompt_loss(model, captions, unit_frames[:, 1:], labels),
     }
+
+
+def _frame_prompt_loss(
+    model: CLIPModel, captions: Captions, unit_frames: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Each later frame on its own against the class prompts (the demo's positive label
+    prompts), so that single frame embeddings, and their mean over a clip, carry the
+    expression: the demo pools frames by their mean plus a temporal transformer."""
+    num_classes = captions.prompt_rows.numel() // 2
+    prompts = F.normalize(captions.features(model, captions.prompt_rows[:num_classes]), dim=-1)
+    logits = model.logit_scale.exp() * unit_frames @ prompts.t()
+    return F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(unit_frames.shape[1]))
 
 
 def _contrastive_loss(

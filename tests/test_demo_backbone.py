@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 import sys
 from collections import Counter
@@ -145,6 +146,9 @@ def test_metadata_records_the_pretraining():
     first, last = pretraining["losses"][0], pretraining["losses"][-1]
     for name in ("contrastive", "parsing", "landmarks", "text"):
         assert last[name] < first[name], name
+    for name in ("expression", "frame_prompt"):  # the expression losses of the second stage
+        assert last[name] < first[name], name
+    assert pretraining["initialised_from"]["data_seed"] != 0  # the first stage's data
     assert {"text_to_clip_top1", "clip_to_text_top5"} <= set(metadata["retrieval"])
     probe = metadata["probe"]
     assert "pretrained_mean_pooled" in probe
@@ -211,3 +215,31 @@ def test_script_prompts_are_the_demo_models(bpe):
         "disgusted",
         "fearful",
     ]
+
+
+def test_expression_read_out_sees_the_change_from_the_first_frame(pretraining, backbone):
+    model, _ = backbone
+    heads = pretraining.FaceHeads(model.config, num_aus=15, num_classes=7)
+    frames = torch.nn.functional.normalize(torch.randn(2, 4, model.config.projection_dim), dim=-1)
+    logits = heads.expression_logits(frames)
+    assert logits.shape == (2, 7)
+    moved = frames.clone()
+    moved[:, 0] = -moved[:, 0]  # same later frames, another starting face
+    assert not torch.allclose(heads.expression_logits(moved), logits)
+
+
+def test_frame_prompt_loss_is_low_on_the_own_class_prompt(pretraining):
+    from types import SimpleNamespace
+
+    classes, width = 7, 16
+    prompts = torch.nn.functional.normalize(torch.randn(2 * classes, width), dim=-1)
+    captions = SimpleNamespace(
+        prompt_rows=torch.arange(2 * classes), features=lambda model, rows: prompts[rows]
+    )
+    model = SimpleNamespace(logit_scale=torch.tensor(math.log(30.0)))
+    labels = torch.tensor([0, 3, 6])
+    own = prompts[labels][:, None].expand(3, 2, width)  # two later frames per clip
+    other = prompts[(labels + 1) % classes][:, None].expand(3, 2, width)
+    loss_own = pretraining._frame_prompt_loss(model, captions, own, labels)
+    loss_other = pretraining._frame_prompt_loss(model, captions, other, labels)
+    assert loss_own < 0.5 < loss_other

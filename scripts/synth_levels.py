@@ -9,7 +9,7 @@ and fits a text-only probe on the demo's own descriptions: TF-IDF over word 1-2 
 logistic regression, C chosen by 5-fold cross-validation on each fold's training clips.
 
 Writes OUT/levels.json and OUT/levels.md (the tables, and issue #13's checks, each passed or
-failed with its numbers); exits 1 when a check fails. About 50 minutes on 2 CPU cores.
+failed with its numbers); exits 1 when a check fails. About 40 minutes on 2 CPU cores.
 
     python scripts/synth_levels.py runs/demo --out runs/levels
 """

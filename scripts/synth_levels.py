@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from finecliper.config import load_config
 from finecliper.data.synth import read_synth
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json, write_text
+from finecliper.text.descriptions import load_descriptions
 from finecliper.train.runs import cross_validate, fixed_weight_sweep
 
 VARIANTS = ("base", "mid", "high", "full")
@@ -78,7 +78,7 @@ def _summary(entry: dict) -> dict:
 
 def text_probe(root: Path, descriptions: Path, folds: list[int]) -> dict:
     """UAR and WAR (percent) of TF-IDF + logistic regression on each fold's test clips."""
-    texts = _descriptions(descriptions)
+    texts = load_descriptions(descriptions)  # the texts the model reads
     uars, wars = [], []
     for fold in folds:
         index = read_synth(root, fold=fold)
@@ -104,12 +104,6 @@ def _fit_probe(texts: list[str], labels: list) -> object:
     )
     grid = {"logisticregression__C": list(PROBE_CS)}
     return GridSearchCV(pipeline, grid, cv=5, scoring="balanced_accuracy").fit(texts, labels)
-
-
-def _descriptions(path: Path) -> dict[str, str]:
-    with open(path, encoding="utf-8") as handle:
-        entries = [json.loads(line) for line in handle if line.strip()]
-    return {entry["clip_id"]: entry["text"] for entry in entries}
 
 
 def mean_weights(run_dirs: Sequence[Path]) -> dict[str, float]:

@@ -34,6 +34,7 @@ from finecliper.text.backends.template import (
     calibrate,
     face_measures,
     measure_change,
+    smooth_jitter,
 )
 
 RELATIVE = ("eye_open", "mouth_width")
@@ -61,7 +62,7 @@ def clip_changes(root: Path, cache: Path) -> tuple[list[dict], list[dict], list[
         if found.sum() < 2:
             continue
         true_rows.append(largest_changes(face_measures(truth[found])))
-        measures = face_measures(measured[found])
+        measures = smooth_jitter(face_measures(measured[found]))
         measured_rows.append(largest_changes(measures))
         calibrated_rows.append(largest_changes(calibrate(measures, MEDIAPIPE_GAINS)))
     return true_rows, measured_rows, calibrated_rows

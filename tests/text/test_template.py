@@ -8,7 +8,7 @@ from finecliper.errors import ConfigError
 from finecliper.face.cache import CACHE_FORMAT, clip_dir
 from finecliper.io import write_json
 from finecliper.text.backends import BackendOptions, ClipRequest
-from finecliper.text.backends.template import TemplateBackend, describe_landmarks
+from finecliper.text.backends.template import TemplateBackend, describe_landmarks, smooth_jitter
 from finecliper.text.lexicon import find_emotion_words
 
 
@@ -17,6 +17,9 @@ from finecliper.text.lexicon import find_emotion_words
     [
         ({"brow_raise": 3}, "The eyebrows rise clearly midway through the clip and then settle"),
         ({"brow_raise": -3}, "The eyebrows are drawn down clearly"),
+        ({"inner_brow_raise": 4}, "The inner ends of the eyebrows lift clearly and then settle"),
+        ({"inner_brow_raise": -4}, "The inner ends of the eyebrows draw down towards the nose"),
+        ({"nose_wrinkle": 2}, "The nose wrinkles clearly midway through the clip and then"),
         ({"eye_widen": 1.5}, "The eyes widen"),
         ({"eye_widen": -1.5}, "The eyes narrow"),
         ({"mouth_open": 12}, "The mouth opens clearly"),
@@ -65,8 +68,31 @@ def test_iris_mesh_gives_the_gaze_direction():
     )
 
 
+def test_measured_points_are_smoothed_so_a_one_frame_jump_is_not_a_movement():
+    spike = animate(16)
+    spike[8, 17:27, 1] -= 1.0  # one frame of tracker jitter
+    sustained = animate(16, brow_raise=1.0)  # the same height, held over several frames
+    assert "eyebrows" not in describe_landmarks(spike, measured=True)
+    assert "The eyebrows rise slightly" in describe_landmarks(sustained, measured=True)
+
+
+def test_smoothing_keeps_the_eye_opening_raw_so_blinks_survive():
+    series = {"eye_open": np.array([1.0, 1.0, 0.2, 1.0, 1.0]), "mouth_open": np.arange(5.0)}
+    smoothed = smooth_jitter({**series, "brow_height": np.array([0.0, 0.0, 3.0, 0.0, 0.0])})
+    np.testing.assert_array_equal(smoothed["eye_open"], series["eye_open"])
+    np.testing.assert_allclose(smoothed["brow_height"], [0, 1, 1, 1, 0])
+    np.testing.assert_allclose(smoothed["mouth_open"], [1 / 3, 1, 2, 3, 11 / 3])
+    assert "The eyes blink once." in describe_landmarks(animate(16, blink_at=5), measured=True)
+
+
 def test_no_emotion_words_in_any_combination_of_movements():
-    amounts = {"brow_raise": (-4, 4), "mouth_open": (0, 12), "corner_lift": (-3, 3)}
+    amounts = {
+        "brow_raise": (-4, 4),
+        "inner_brow_raise": (-4, 4),
+        "nose_wrinkle": (0, 2),
+        "mouth_open": (0, 12),
+        "corner_lift": (-3, 3),
+    }
     for values in itertools.product(*amounts.values()):
         moves = dict(zip(amounts, values, strict=True))
         for extra in ({}, {"blink_at": 3, "head_roll": 10}):

@@ -90,12 +90,15 @@ def bump(frames: int, start: float = 0.3, end: float = 0.7) -> np.ndarray:
 def animate(frames: int = 16, **moves: float) -> np.ndarray:
     """(T, 68, 2) landmarks of the neutral face with movements (pixels) along a bump profile.
 
-    brow_raise, eye_widen, mouth_open, corner_lift, head_shift_x, head_roll (degrees), blink_at
+    brow_raise, inner_brow_raise (the two inner brow ends only), eye_widen, nose_wrinkle (the
+    nose tip and base rise), mouth_open, corner_lift, head_shift_x, head_roll (degrees), blink_at
     (frame index of a single-frame blink).
     """
     profile = bump(frames)[:, None]
     points = np.repeat(NEUTRAL_FACE[None], frames, axis=0).copy()
     points[:, 17:27, 1] -= moves.get("brow_raise", 0) * profile
+    points[:, [21, 22], 1] -= moves.get("inner_brow_raise", 0) * profile
+    points[:, 30:36, 1] -= moves.get("nose_wrinkle", 0) * profile
     for upper, lower in (([37, 38, 43, 44], [40, 41, 46, 47]),):
         points[:, upper, 1] -= moves.get("eye_widen", 0) * profile
         points[:, lower, 1] += moves.get("eye_widen", 0) * profile

@@ -3,11 +3,14 @@
 Reads a clip's ``landmarks.npy`` ((T, 68, 2), iBUG order, NaN rows for frames without a face;
 SynthDFER's ``clips/<clip_id>`` or a ``prepare faces`` cache's clip folder), brings every frame
 into a face-aligned frame (eye midpoint at the origin, eye line horizontal, inter-ocular distance
-1) and measures, per frame: brow height above the eyes
-and the gap between the inner brow corners, eye opening (eye aspect ratio), mouth opening, lip
-corner height and mouth width, and head position, roll and turn. Each measure is compared with the
+1) and measures, per frame: brow height above the eyes, the slant of the brows (inner ends
+against outer ends) and the gap between the inner brow corners, eye opening (eye aspect ratio),
+the height of the nose tip and base (a wrinkling nose pulls them up), mouth opening, lip corner
+height and mouth width, and head position, roll and turn. Each measure is compared with the
 clip's first frames; changes above fixed thresholds become sentences ("The eyebrows rise clearly
-midway through the clip and then settle back."). Gaze: 68 points carry no iris, so when a
+midway through the clip and then settle back."). Points measured by MediaPipe are first smoothed
+over 3 frames (its jitter would otherwise read as movement) and calibrated to true amplitudes.
+Gaze: 68 points carry no iris, so when a
 ``mesh.npy`` with the 478 MediaPipe points (iris included) lies next to the landmarks, the iris
 position within each eye gives the gaze; otherwise the head turn stands in for it. The wording
 never names an emotion (no label is ever seen), so this backend serves the description branch
@@ -40,11 +43,13 @@ from finecliper.face.cache import clip_dir, is_faces_cache
 from finecliper.io import read_text
 from finecliper.text.backends import BackendOptions, ClipRequest, Reply, register_backend
 
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 # (slight, clear, strong) change thresholds, in inter-ocular distances unless noted.
 THRESHOLDS: dict[str, tuple[float, float, float]] = {
     "brow_height": (0.03, 0.06, 0.12),
     "brow_gap": (0.04, 0.08, 0.16),
+    "brow_slant": (0.04, 0.08, 0.14),
+    "nose_rise": (0.015, 0.03, 0.05),
     "eye_open": (0.12, 0.25, 0.45),  # relative change of the eye aspect ratio
     "mouth_open": (0.06, 0.15, 0.35),
     "corner_lift": (0.03, 0.06, 0.12),
@@ -60,18 +65,21 @@ DEGREE_WORDS = ("slightly", "clearly", "strongly")
 # that the degree words from measured and from true points agree on the most clips
 # (``scripts/calibrate_template.py``). Measured changes are divided by it, so "slightly",
 # "clearly" and "strongly" mark the same true amplitudes whichever points are read. MediaPipe
-# barely sees drawn brows pull together (correlation 0.03), so that word is rarely said.
+# barely sees drawn brows pull together (correlation 0.03), so that word is rarely said. The
+# series are smoothed (``smooth_jitter``) before the gains are fitted and applied.
 MEDIAPIPE_GAINS: dict[str, float] = {
-    "brow_height": 0.707,
-    "brow_gap": 3.175,
+    "brow_height": 0.53,
+    "brow_gap": 2.378,
+    "brow_slant": 0.707,
+    "nose_rise": 1.059,
     "eye_open": 0.749,
-    "mouth_open": 1.414,
-    "corner_lift": 1.414,
-    "mouth_width": 2.119,
-    "head_turn": 1.888,
-    "head_x": 1.059,
-    "head_y": 1.059,
-    "head_roll": 1.059,
+    "mouth_open": 1.059,
+    "corner_lift": 1.122,
+    "mouth_width": 1.335,
+    "head_turn": 1.498,
+    "head_x": 1.0,
+    "head_y": 0.944,
+    "head_roll": 1.0,
 }
 # MediaPipe face-mesh indices: iris centres and the eye corners (image-left, image-right).
 MESH_EYES = ((468, 33, 133), (473, 362, 263))
@@ -150,6 +158,8 @@ def face_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "brow_height": brow_height,
         "brow_gap": np.linalg.norm(p[:, 22] - p[:, 21], axis=1),
+        "brow_slant": p[:, [17, 26], 1].mean(1) - p[:, [21, 22], 1].mean(1),
+        "nose_rise": -p[:, 30:36, 1].mean(1),
         "eye_open": (_eye_ratio(p, 36) + _eye_ratio(p, 42)) / 2,
         "mouth_open": np.linalg.norm(p[:, 61:64].mean(1) - p[:, 65:68].mean(1), axis=1),
         "corner_lift": (p[:, [51, 62], 1].mean(1) - p[:, [48, 54], 1].mean(1)),
@@ -192,7 +202,18 @@ def describe_brows(m: dict[str, np.ndarray]) -> list[str]:
     gap = measure_change(m["brow_gap"])
     if (word := degree(gap, "brow_gap")) and gap.delta < 0:
         sentences.append(f"The inner brow corners pull {word} together{settle(gap, 'then part')}.")
+    slant = measure_change(m["brow_slant"])
+    if word := degree(slant, "brow_slant"):
+        shape = "lift" if slant.delta > 0 else "draw down towards the nose"
+        sentences.append(f"The inner ends of the eyebrows {shape} {word}{settle(slant)}.")
     return sentences
+
+
+def describe_nose(m: dict[str, np.ndarray]) -> list[str]:
+    rise = measure_change(m["nose_rise"])
+    if (word := degree(rise, "nose_rise")) and rise.delta > 0:
+        return [f"The nose wrinkles {word} {when(rise)}{settle(rise, 'then smooths')}."]
+    return []
 
 
 def describe_eyes(m: dict[str, np.ndarray]) -> list[str]:
@@ -303,6 +324,19 @@ def calibrate(measures: dict[str, np.ndarray], gains: dict[str, float]) -> dict[
     return calibrated
 
 
+def smooth_jitter(measures: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A 3-frame running mean of every series but the eye opening: MediaPipe's points jitter
+    from frame to frame, and a jitter peak would otherwise be read as the largest change. The
+    eye opening stays raw, as a blink lasts a frame or two."""
+    kernel = np.ones(3) / 3
+    return {
+        key: series
+        if key == "eye_open" or len(series) < 3
+        else np.convolve(np.pad(series, 1, mode="edge"), kernel, mode="valid")
+        for key, series in measures.items()
+    }
+
+
 def describe_landmarks(
     points: np.ndarray, mesh: np.ndarray | None = None, *, measured: bool = True
 ) -> str:
@@ -313,10 +347,11 @@ def describe_landmarks(
     such as SynthDFER's ground truth."""
     measures = face_measures(points)
     if measured:
-        measures = calibrate(measures, MEDIAPIPE_GAINS)
+        measures = calibrate(smooth_jitter(measures), MEDIAPIPE_GAINS)
     if mesh is not None and mesh.shape[1] >= 478:
         measures["gaze_x"], measures["gaze_y"] = gaze_offsets(mesh)
     face = describe_brows(measures) + describe_eyes(measures) + describe_gaze(measures)
+    face += describe_nose(measures)
     face += describe_mouth(measures)
     if not face:
         face = ["The brows, eyes and mouth show little movement."]

@@ -10,9 +10,9 @@ height and mouth width, and head position, roll and turn. Each measure is compar
 clip's first frames; changes above fixed thresholds become sentences ("The eyebrows rise clearly
 midway through the clip and then settle back."). Points measured by MediaPipe are first smoothed
 over 3 frames (its jitter would otherwise read as movement) and calibrated to true amplitudes.
-Gaze: 68 points carry no iris, so when a
-``mesh.npy`` with the 478 MediaPipe points (iris included) lies next to the landmarks, the iris
-position within each eye gives the gaze; otherwise the head turn stands in for it. The wording
+Gaze: 68 points carry no iris, so when a ``mesh.npy`` with the 478 MediaPipe points (iris
+included) lies next to the landmarks, the iris position within each eye gives the gaze;
+otherwise the head turn stands in for it. The wording
 never names an emotion (no label is ever seen), so this backend serves the description branch
 offline and on SynthDFER.
 """

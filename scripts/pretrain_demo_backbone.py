@@ -29,11 +29,13 @@ Objectives (all on the same forward pass of a few frames per clip):
   36 %): the other objectives teach face geometry, not which of its changes tell the classes
   apart.
 
-The bundled backbone was made in two stages: the objectives above without the expression
-losses on ground-truth landmarks and parsing (1,500 steps from random weights), then all of
+The bundled backbone was made in three stages: the objectives above without the expression
+losses on ground-truth landmarks and parsing (1,500 steps from random weights); then all of
 them for 2,400 steps at half the learning rate from those weights (``--init``) on the faces
 cache that ``prepare faces`` measured on the pre-training clips (``--pretrain-faces``), as the
-demo's inputs are measured. ``metadata.json`` records both stages.
+demo's inputs are measured; then 1,000 more steps at 3e-4 from the second stage, once the
+template backend's version 2 had changed the measured descriptions the text tower reads.
+``metadata.json`` records every stage (``initialised_from``, nested).
 
 Frames get the demo's own train transform (random resized crop and flip, shared by a clip's
 frames, parsing maps and landmarks), and a share of the samples are shown as the parsing or

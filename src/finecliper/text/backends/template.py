@@ -1,18 +1,17 @@
 """Descriptions measured from prepared landmarks, with no model: the offline text backend.
 
 Reads a clip's ``landmarks.npy`` ((T, 68, 2), iBUG order, NaN rows for frames without a face;
-SynthDFER's ``clips/<clip_id>`` or a ``prepare faces`` cache's clip folder), brings every frame
-into a face-aligned frame (eye midpoint at the origin, eye line horizontal, inter-ocular distance
-1) and measures, per frame: brow height above the eyes, the slant of the brows (inner ends
-against outer ends) and the gap between the inner brow corners, eye opening (eye aspect ratio),
-the height of the nose tip and base (a wrinkling nose pulls them up), mouth opening, lip corner
-height and mouth width, and head position, roll and turn. Each measure is compared with the
-clip's first frames; changes above fixed thresholds become sentences ("The eyebrows rise clearly
-midway through the clip and then settle back."). Points measured by MediaPipe are first smoothed
-over 3 frames (its jitter would otherwise read as movement) and calibrated to true amplitudes.
-Gaze: 68 points carry no iris, so when a ``mesh.npy`` with the 478 MediaPipe points (iris
-included) lies next to the landmarks, the iris position within each eye gives the gaze;
-otherwise the head turn stands in for it. The wording
+SynthDFER's ``clips/<clip_id>`` or a ``prepare faces`` cache's clip folder), brings every frame into
+a face-aligned frame (eye midpoint at the origin, eye line horizontal, inter-ocular distance 1) and
+measures, per frame: brow height above the eyes, the slant of the brows (inner ends against outer
+ends) and the gap between the inner brow corners, eye opening (eye aspect ratio), the height of the
+nose tip and base (a wrinkling nose pulls them up), mouth opening, lip corner height and mouth
+width, and head position, roll and turn. Each measure is compared with the clip's first frames;
+changes above fixed thresholds become sentences ("The eyebrows rise clearly midway through the clip
+and then settle back."). Points measured by MediaPipe are first smoothed over 3 frames (its jitter
+would otherwise read as movement) and calibrated to true amplitudes. Gaze: 68 points carry no iris,
+so when a ``mesh.npy`` with the 478 MediaPipe points (iris included) lies next to the landmarks, the
+iris position within each eye gives the gaze; otherwise the head turn stands in for it. The wording
 never names an emotion (no label is ever seen), so this backend serves the description branch
 offline and on SynthDFER.
 """

@@ -307,6 +307,24 @@ def test_separate_temporal_modules_and_mean_pooling(make_model, make_inputs) -> 
         assert separate(make_inputs()).logits.shape == mean(make_inputs()).logits.shape
 
 
+def test_motion_tokens_start_as_mean_pooling_and_take_part(make_model) -> None:
+    plain = make_model(variant="base")
+    motion = make_model(variant="base", temporal_motion=True)
+    assert plain.temporal.motion_position is None
+    frames = torch.randn(2, 4, plain.backbone.embed_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(motion.temporal(frames), frames.mean(dim=1))
+    _, no_decay = motion.optimizer_parameter_groups(0.05)
+    assert any(p is motion.temporal.motion_position for p in no_decay["params"])
+    # Once trained, the change tokens take part: without them the clip embedding differs.
+    with torch.no_grad():
+        for parameter in motion.temporal.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+        with_change = motion.temporal(frames)
+        motion.temporal.motion_position = None
+        assert not torch.allclose(motion.temporal(frames), with_change)
+
+
 def test_learnable_weight_temperature_is_trained(make_model, make_inputs) -> None:
     model = make_model(variant="mid", learnable_weight_temperature=True, weight_temperature=2.0)
     assert "weighting.log_temperature" in model.trainable_state_dict()

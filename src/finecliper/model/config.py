@@ -59,6 +59,11 @@ class ModelConfig(Section):
     temporal: Literal["transformer", "mean"] = "transformer"
     temporal_layers: int = Field(1, ge=1, le=12)
     temporal_mlp_ratio: float = Field(2.0, gt=0.0, le=8.0)
+    temporal_motion: bool = Field(
+        False,
+        description="the temporal transformer also reads each frame's change from the first "
+        "frame as extra tokens (docs/method.md 2.3)",
+    )
     shared_temporal: bool = Field(
         True, description="one temporal module for the video, parsing and landmark branches"
     )

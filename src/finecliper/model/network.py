@@ -214,6 +214,7 @@ class FineCLIPER(nn.Module):
                 num_frames,
                 config.temporal_layers,
                 config.temporal_mlp_ratio,
+                config.temporal_motion,
             )
 
         if config.shared_temporal:

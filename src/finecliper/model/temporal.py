@@ -10,6 +10,10 @@ The clip embedding is ``mean_t(frames) + CLS output``. The CLS token and the lay
 projections start at zero, so before training the CLS output is exactly zero and the clip
 embedding is the mean-pooled CLIP embedding, the usual zero-shot CLIP video baseline; training
 then learns the temporal correction. ``mean`` is that baseline alone, with no parameters.
+
+``motion=True`` [ours] appends one token per frame: its change from the first frame plus its own
+positional embedding. Attention weights are positive, so the CLS token cannot subtract one frame
+from another by attending; given the changes as tokens, it reads the movement directly.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from finecliper.errors import FineCLIPERError
 
 
 class TemporalTransformer(nn.Module):
-    def __init__(self, width: int, max_frames: int, layers: int = 1, mlp_ratio: float = 2.0):
+    def __init__(
+        self,
+        width: int,
+        max_frames: int,
+        layers: int = 1,
+        mlp_ratio: float = 2.0,
+        motion: bool = False,
+    ):
         super().__init__()
         heads = max(1, width // 64)
         if width % heads:
@@ -31,6 +42,9 @@ class TemporalTransformer(nn.Module):
         self.max_frames = max_frames
         self.cls_token = nn.Parameter(torch.zeros(width))
         self.position = nn.Parameter(torch.randn(max_frames, width) * 0.02)
+        self.motion_position = (
+            nn.Parameter(torch.randn(max_frames, width) * 0.02) if motion else None
+        )
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(
                 width,
@@ -50,7 +64,7 @@ class TemporalTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Embeddings, not weight matrices: decaying them only pulls them towards zero."""
-        return {"cls_token", "position"}
+        return {"cls_token", "position", "motion_position"}
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         batch, length, width = frames.shape
@@ -60,7 +74,11 @@ class TemporalTransformer(nn.Module):
                 f"{self.max_frames} (num_frames)"
             )
         cls = self.cls_token.to(frames.dtype).expand(batch, 1, width)
-        x = torch.cat([cls, frames + self.position[:length].to(frames.dtype)], dim=1)
+        tokens = [cls, frames + self.position[:length].to(frames.dtype)]
+        if self.motion_position is not None:
+            change = frames - frames[:, :1]
+            tokens.append(change + self.motion_position[:length].to(frames.dtype))
+        x = torch.cat(tokens, dim=1)
         for layer in self.layers:
             x = layer(x)
         return frames.mean(dim=1) + x[:, 0]
@@ -77,7 +95,8 @@ def build_temporal(
     max_frames: int,
     layers: int = 1,
     mlp_ratio: float = 2.0,
+    motion: bool = False,
 ) -> nn.Module:
     if kind == "mean":
         return MeanPool()
-    return TemporalTransformer(width, max_frames, layers, mlp_ratio)
+    return TemporalTransformer(width, max_frames, layers, mlp_ratio, motion)

@@ -2,12 +2,13 @@
 
 The demo's inputs are measured by the pipeline (MediaPipe landmarks and parsing, template text from
 them), so its accuracy is that of the method on real inputs, not of text from true landmarks:
-UAR/WAR 0.764 on 2026-12-03 with the third-stage backbone (0.729 before it, with template version 2;
-0.707 with version 1; 0.564 with the first-stage backbone and T = 1; the oracle-text demo before
-gave 0.850). The floor below is that figure less a margin for library differences; issue #13 asks
-for 0.80, which this backbone does not reach (README, "Results on SynthDFER"). About three minutes
-on two idle cores. Its speed is not asserted here (it is measured by the demo itself, `seconds` in
-its JSON, and recorded in docs/benchmarks.md); its accuracy is.
+UAR/WAR 0.750 on 2026-12-06 with change tokens in the temporal module (0.764 without them, with the
+third-stage backbone; 0.729 before it, with template version 2; 0.707 with version 1; 0.564 with
+the first-stage backbone and T = 1; the oracle-text demo before gave 0.850). The floor below is
+that figure less a margin for library differences; issue #13 asks for 0.80, which this backbone
+does not reach (README, "Results on SynthDFER"). About three minutes on two idle cores. Its speed
+is not asserted here (it is measured by the demo itself, `seconds` in its JSON, and recorded in
+docs/benchmarks.md); its accuracy is.
 """
 
 from __future__ import annotations

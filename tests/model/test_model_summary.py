@@ -74,3 +74,9 @@ def test_unknown_backbone_fails_clearly(capsys) -> None:
 def test_model_config_rejects_bad_values(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_change_tokens_need_the_temporal_transformer() -> None:
+    with pytest.raises(ConfigError, match=r"temporal_motion needs model\.temporal=transformer"):
+        load_config(None, ["model.temporal=mean", "model.temporal_motion=true"])
+    assert load_config(None, ["model.temporal_motion=true"]).model.temporal_motion

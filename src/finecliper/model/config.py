@@ -107,3 +107,12 @@ class ModelConfig(Section):
         if self.zero_shot_label_free and self.objective != "zero_shot":
             raise ValueError("zero_shot_label_free needs model.objective=zero_shot")
         return self
+
+    @model_validator(mode="after")
+    def _check_motion(self) -> ModelConfig:
+        if self.temporal_motion and self.temporal != "transformer":
+            raise ValueError(
+                "temporal_motion needs model.temporal=transformer (mean pooling has "
+                "no tokens to add the changes to)"
+            )
+        return self

@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import CLIPModel, CLIPTokenizer
 
+from finecliper.model.batch import ModelInputs
 from finecliper.model.config import ModelConfig
-from finecliper.model.network import FineCLIPER, ModelInputs
+from finecliper.model.network import FineCLIPER
 from finecliper.model.tiny import TINY_CONTEXT, tiny_architecture, tiny_bpe_tokenizer
 from finecliper.model.tokenizer import TextTokenizer
 

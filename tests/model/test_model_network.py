@@ -10,14 +10,10 @@ import torch.nn.functional as F
 from transformers import CLIPModel
 
 from finecliper.errors import FineCLIPERError
+from finecliper.model.batch import MODALITIES, VARIANT_MODALITIES
 from finecliper.model.config import ModelConfig
 from finecliper.model.heads import fixed_weights, info_nce
-from finecliper.model.network import (
-    MODALITIES,
-    VARIANT_MODALITIES,
-    build_model,
-    label_prompts,
-)
+from finecliper.model.network import build_model, label_prompts
 
 LABELS = torch.tensor([0, 2, 1, 2])
 

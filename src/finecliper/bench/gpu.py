@@ -40,7 +40,8 @@ from finecliper.bench.models import (
     cached_label_embeddings,
     random_clip_batch,
 )
-from finecliper.model.network import FineCLIPER, ModelInputs
+from finecliper.model.batch import ModelInputs
+from finecliper.model.network import FineCLIPER
 from finecliper.runtime.inputs import to_model_inputs
 
 MODES = ("naive", "bf16", "compiled")

@@ -35,7 +35,7 @@ from finecliper.bench.models import (
     cached_label_embeddings,
     random_clip_batch,
 )
-from finecliper.model.network import ModelInputs
+from finecliper.model.batch import ModelInputs
 from finecliper.runtime.inputs import to_model_inputs
 
 

@@ -45,7 +45,8 @@ from torch.utils._pytree import tree_leaves
 from finecliper.bench.latency import torch_threads
 from finecliper.bench.models import ClipShape, build_bench_model, random_clip_batch
 from finecliper.errors import FineCLIPERError
-from finecliper.model.network import FineCLIPER, ModelInputs
+from finecliper.model.batch import ModelInputs
+from finecliper.model.network import FineCLIPER
 from finecliper.runtime.inputs import to_model_inputs
 
 GIB = 2**30

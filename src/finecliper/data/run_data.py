@@ -26,7 +26,7 @@ from finecliper.data.readers import read_dataset
 from finecliper.data.records import ClipRecord, DatasetIndex
 from finecliper.data.transforms import ClipTransform
 from finecliper.errors import ConfigError
-from finecliper.model.network import VARIANT_MODALITIES
+from finecliper.model.batch import VARIANT_MODALITIES
 from finecliper.text.descriptions import load_descriptions
 
 

@@ -22,7 +22,7 @@ import torch
 from finecliper.assets_paths import DEMO_BACKBONE_NAME, demo_backbone_dir
 from finecliper.errors import FineCLIPERError
 from finecliper.io import atomic_open, read_text, write_json, write_text
-from finecliper.model.network import VARIANT_MODALITIES
+from finecliper.model.batch import VARIANT_MODALITIES
 from finecliper.runtime.checkpoint import LoadedCheckpoint, load_checkpoint, read_checkpoint_info
 from finecliper.runtime.model_card import model_card
 

@@ -12,7 +12,7 @@ import torch
 from finecliper.data.dataset import ClipBatch
 from finecliper.data.transforms import clip_normalize
 from finecliper.face.render import render_landmarks, render_parsing
-from finecliper.model.network import MODALITIES, ModelInputs
+from finecliper.model.batch import MODALITIES, ModelInputs
 from finecliper.model.tokenizer import TextTokenizer
 
 

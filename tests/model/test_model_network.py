@@ -147,6 +147,19 @@ def test_adaptive_weights_follow_the_softmax_of_best_label_logits(make_model, ma
     torch.testing.assert_close(outputs.features["fused"], F.normalize(mixed, dim=-1))
 
 
+def test_logit_fusion_mixes_the_modalities_label_logits(make_model, make_inputs) -> None:
+    model = make_model(variant="full", fusion="logits").eval()
+    inputs = make_inputs(batch=2)
+    inputs.present = torch.tensor([[True, True, True, True], [True, False, True, False]])
+    with torch.no_grad():
+        outputs = model(inputs)
+        by_features = make_model(variant="full").eval()(inputs)
+    logits = torch.stack([outputs.modality_logits[m] for m in outputs.modalities], dim=1)
+    expected = (outputs.weights[..., None] * logits).sum(dim=1)
+    torch.testing.assert_close(outputs.logits, expected)
+    assert not torch.allclose(by_features.logits, expected)
+
+
 def test_modality_dropout_keeps_video_and_only_acts_in_training(make_model, make_inputs) -> None:
     model = make_model(variant="full", modality_dropout=0.9)
     inputs = make_inputs(batch=16)

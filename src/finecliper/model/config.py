@@ -82,6 +82,11 @@ class ModelConfig(Section):
         "divided by tau, and T=10 measured no better on SynthDFER (docs/docs/method.md 7)",
     )
     learnable_weight_temperature: bool = False
+    fusion: Literal["features", "logits"] = Field(
+        "features",
+        description="what the modality weights mix: the normalised features, then scored "
+        "against the labels, or each modality's label logits (docs/method.md 2.5)",
+    )
     modality_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     lambda_align: float = Field(0.1, ge=0.0, le=100.0)
 

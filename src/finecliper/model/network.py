@@ -251,8 +251,13 @@ class FineCLIPER(nn.Module):
         mixed = torch.where(present[..., None], weights[..., None] * stacked, 0.0).sum(dim=1)
         fused = F.normalize(mixed, dim=-1)
         features["fused"] = fused
+        if self.config.fusion == "logits":
+            logits = torch.where(present[..., None], weights[..., None] * per_modality, 0.0)
+            logits = logits.sum(dim=1)
+        else:
+            logits = self.head(fused, positive, negative)
         return ModelOutputs(
-            logits=self.head(fused, positive, negative),
+            logits=logits,
             modality_logits={m: per_modality[:, i] for i, m in enumerate(self.modalities)},
             weights=weights,
             modalities=self.modalities,

@@ -7,6 +7,9 @@ epoch chosen on validation), runs the
 fixed-weight sweep on fold 1, reads the mean adaptive weights of ``full`` on its test clips,
 and fits a text-only probe on the demo's own descriptions: TF-IDF over word 1-2 grams +
 logistic regression, C chosen by 5-fold cross-validation on each fold's training clips.
+As a reference for the fusion it also combines the test predictions of the separately trained
+``high`` and ``base`` runs after the fact (log p_high + a log p_base for a few fixed a): what
+the frames add to the text when both are already trained, which ``full`` should reach.
 
 Writes OUT/levels.json and OUT/levels.md (the tables, and issue #13's checks, each passed or
 failed with its numbers); exits 1 when a check fails. About 40 minutes on 2 CPU cores.
@@ -34,6 +37,7 @@ from finecliper.train.runs import cross_validate, fixed_weight_sweep
 VARIANTS = ("base", "mid", "high", "full")
 VIDEO_WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 PROBE_CS = (1.0, 3.0, 10.0, 30.0, 100.0)
+ENSEMBLE_BASE_WEIGHTS = (0.25, 0.5, 1.0)
 MODALITIES = ("video", "parsing", "landmark", "text")
 
 
@@ -63,6 +67,10 @@ def run_levels(demo: Path, out: Path, folds: list[int]) -> dict:
             "adaptive": round(100 * sweep["adaptive"]["uar"], 2),
         },
         "full_test_weights": mean_weights([out / "full" / f"fold{f}" for f in folds]),
+        "late_ensemble": {
+            str(a): _summary(late_ensemble(out / "high", out / "base", a, folds))
+            for a in ENSEMBLE_BASE_WEIGHTS
+        },
     }
     result["checks"] = checks(result)
     write_json(out / "levels.json", result)
@@ -117,6 +125,32 @@ def mean_weights(run_dirs: Sequence[Path]) -> dict[str, float]:
     return {m: round(float(np.mean(v)), 3) for m, v in columns.items()}
 
 
+def late_ensemble(first: Path, second: Path, weight: float, folds: list[int]) -> dict:
+    """UAR and WAR (percent) per fold of log p_first + weight * log p_second on the test clips
+    of two cross-validation folders (the same clips in each)."""
+    uars, wars = [], []
+    for fold in folds:
+        clips, labels, log_first = _test_log_probabilities(first / f"fold{fold}")
+        clips_second, _, log_second = _test_log_probabilities(second / f"fold{fold}")
+        if clips != clips_second:
+            raise FineCLIPERError(f"fold {fold}: {first} and {second} differ in test clips")
+        predicted = (log_first + weight * log_second).argmax(axis=1)
+        recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
+        uars.append(round(100 * float(np.mean(recalls)), 2))
+        wars.append(round(100 * float(np.mean(predicted == labels)), 2))
+    return {"folds": uars, "war_folds": wars}
+
+
+def _test_log_probabilities(run_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Clip ids, class indices and log class probabilities from a run's predictions.csv."""
+    with open(run_dir / "predictions.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    classes = [key[2:] for key in rows[0] if key.startswith("p_")]
+    probabilities = np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows])
+    labels = np.array([classes.index(row["label"]) for row in rows])
+    return [row["clip_id"] for row in rows], labels, np.log(probabilities + 1e-9)
+
+
 def checks(result: dict) -> list[dict]:
     """Issue #13's item 3, each with the numbers it compares."""
     mean = {name: v["mean"] for name, v in result["variants"].items()}
@@ -169,6 +203,8 @@ def markdown(result: dict) -> str:
     ]
     rows = {**{f"`{k}`": v for k, v in result["variants"].items()}}
     rows["text-only probe (TF-IDF + LR)"] = result["text_probe"]
+    for weight, entry in result.get("late_ensemble", {}).items():
+        rows[f"`high` + {weight} x `base`, combined after training"] = entry
     for name, entry in rows.items():
         cells = " | ".join(f"{v:.2f}" for v in entry["folds"])
         lines.append(f"| {name} | {cells} | {entry['mean']:.2f} ± {entry['std']:.2f} |")

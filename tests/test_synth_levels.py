@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from finecliper.data.synth import generate_synth
+from finecliper.errors import FineCLIPERError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "synth_levels.py"
 
@@ -100,3 +101,24 @@ def test_checks_pass_on_the_issue_targets_and_name_each_failure(levels):
     table = levels.markdown(worse | {"checks": levels.checks(worse)})
     assert "| `full` | 82.00 | 83.00 | 82.50 ± 0.71 |" in table
     assert "| mean text weight of full <= 0.80 | NO | 0.85 |" in table
+
+
+def _predictions(run: Path, rows: list[tuple[str, str, float]]) -> None:
+    """A predictions.csv over two classes: (clip, label, p_A) per clip."""
+    run.mkdir(parents=True)
+    lines = ["clip_id,label,prediction,correct,p_A,p_B"]
+    lines += [f"{clip},{label},A,1,{p},{1 - p}" for clip, label, p in rows]
+    (run / "predictions.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_late_ensemble_adds_the_second_runs_log_probabilities(levels, tmp_path):
+    # the first run is right on x and y, barely wrong on z; the second is sure of z only
+    _predictions(tmp_path / "high" / "fold1", [("x", "A", 0.9), ("y", "B", 0.2), ("z", "A", 0.45)])
+    _predictions(tmp_path / "base" / "fold1", [("x", "A", 0.4), ("y", "B", 0.6), ("z", "A", 0.9)])
+    alone = levels.late_ensemble(tmp_path / "high", tmp_path / "base", 0.0, [1])
+    combined = levels.late_ensemble(tmp_path / "high", tmp_path / "base", 1.0, [1])
+    assert alone == {"folds": [75.0], "war_folds": [66.67]}
+    assert combined == {"folds": [100.0], "war_folds": [100.0]}
+    _predictions(tmp_path / "other" / "fold1", [("w", "A", 0.5), ("y", "B", 0.6), ("z", "A", 0.9)])
+    with pytest.raises(FineCLIPERError, match="differ in test clips"):
+        levels.late_ensemble(tmp_path / "high", tmp_path / "other", 1.0, [1])

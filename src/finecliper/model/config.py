@@ -79,7 +79,7 @@ class ModelConfig(Section):
         gt=0.0,
         le=100.0,
         description="T of the adaptive weights softmax(max logits / T); the logits are already "
-        "divided by tau, and T=10 measured no better on SynthDFER (docs/docs/method.md 7)",
+        "divided by tau, so T=1 is nearly one-hot (the demo uses 16: docs/method.md 2.5 and 7)",
     )
     learnable_weight_temperature: bool = False
     fusion: Literal["features", "logits"] = Field(

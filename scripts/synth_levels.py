@@ -20,7 +20,6 @@ failed with its numbers); exits 1 when a check fails. About 40 minutes on 2 CPU 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from finecliper.data.synth import read_synth
 from finecliper.errors import FineCLIPERError
 from finecliper.io import write_json, write_text
 from finecliper.text.descriptions import load_descriptions
+from finecliper.train.report.predictions_csv import read_predictions_csv
 from finecliper.train.runs import cross_validate, fixed_weight_sweep
 
 VARIANTS = ("base", "mid", "high", "full")
@@ -118,10 +118,11 @@ def mean_weights(run_dirs: Sequence[Path]) -> dict[str, float]:
     """Mean adaptive modality weight over the test clips of the given runs."""
     columns: dict[str, list[float]] = {m: [] for m in MODALITIES}
     for run_dir in run_dirs:
-        with open(run_dir / "predictions.csv", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                for modality in MODALITIES:
-                    columns[modality].append(float(row[f"w_{modality}"]))
+        table = read_predictions_csv(run_dir / "predictions.csv")
+        if table.weights is None:
+            raise FineCLIPERError(f"{run_dir / 'predictions.csv'}: no modality weights")
+        for i, modality in enumerate(table.modalities):
+            columns[modality].extend(table.weights[:, i].tolist())
     return {m: round(float(np.mean(v)), 3) for m, v in columns.items()}
 
 
@@ -130,25 +131,16 @@ def late_ensemble(first: Path, second: Path, weight: float, folds: list[int]) ->
     of two cross-validation folders (the same clips in each)."""
     uars, wars = [], []
     for fold in folds:
-        clips, labels, log_first = _test_log_probabilities(first / f"fold{fold}")
-        clips_second, _, log_second = _test_log_probabilities(second / f"fold{fold}")
-        if clips != clips_second:
+        one = read_predictions_csv(first / f"fold{fold}" / "predictions.csv")
+        two = read_predictions_csv(second / f"fold{fold}" / "predictions.csv")
+        if one.clip_ids != two.clip_ids or one.classes != two.classes:
             raise FineCLIPERError(f"fold {fold}: {first} and {second} differ in test clips")
-        predicted = (log_first + weight * log_second).argmax(axis=1)
+        scores = np.log(one.probabilities + 1e-9) + weight * np.log(two.probabilities + 1e-9)
+        predicted, labels = scores.argmax(axis=1), one.labels
         recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
         uars.append(round(100 * float(np.mean(recalls)), 2))
         wars.append(round(100 * float(np.mean(predicted == labels)), 2))
     return {"folds": uars, "war_folds": wars}
-
-
-def _test_log_probabilities(run_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Clip ids, class indices and log class probabilities from a run's predictions.csv."""
-    with open(run_dir / "predictions.csv", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    classes = [key[2:] for key in rows[0] if key.startswith("p_")]
-    probabilities = np.array([[float(row[f"p_{c}"]) for c in classes] for row in rows])
-    labels = np.array([classes.index(row["label"]) for row in rows])
-    return [row["clip_id"] for row in rows], labels, np.log(probabilities + 1e-9)
 
 
 def checks(result: dict) -> list[dict]:

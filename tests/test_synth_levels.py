@@ -61,9 +61,10 @@ def test_mean_weights_average_every_test_clip_of_every_run(levels, tmp_path):
         run = tmp_path / name
         run.mkdir()
         rest = (1 - text_weight) / 3
+        weights = f"{rest},{rest},{rest},{text_weight}"
         (run / "predictions.csv").write_text(
-            "clip_id,w_video,w_parsing,w_landmark,w_text\n"
-            f"x,{rest},{rest},{rest},{text_weight}\ny,{rest},{rest},{rest},{text_weight}\n"
+            "clip_id,label,prediction,correct,p_A,p_B,w_video,w_parsing,w_landmark,w_text\n"
+            f"x,A,A,1,0.6,0.4,{weights}\ny,B,A,0,0.7,0.3,{weights}\n"
         )
     weights = levels.mean_weights([tmp_path / "a", tmp_path / "b"])
     assert weights["text"] == pytest.approx(0.7)
